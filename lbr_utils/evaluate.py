@@ -1,0 +1,155 @@
+"""The evaluation harness: any ``embed(texts) -> array`` scored by mteb 2.x on our local tasks.
+
+mteb computes the metrics (so our numbers mean what everyone's NDCG@10 means); we supply the data
+as custom tasks built from local splits, because mteb's built-in tasks download their data. Three
+pitfalls are handled here: a custom encoder needs its own ``ModelMeta`` (or mteb swaps in a
+placeholder), the result cache is off (``cache=None``, or a reused name returns stale numbers), and
+BM25 runs through mteb's own ``bm25s`` search model so lexical and dense baselines share one scorer.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .data import RetrievalSet, STSSet
+
+EmbedFn = Callable[[list[str]], np.ndarray]
+RETRIEVAL_METRICS = {"ndcg_at_10": "NDCG@10", "recall_at_10": "R@10", "mrr_at_10": "MRR@10"}
+STS_METRIC = {"cosine_spearman": "Spearman"}
+BM25 = "bm25"  # pass this instead of an embed function to get mteb's bm25s baseline
+
+_COMMON = dict(
+    reference="https://github.com/embeddings-benchmark/mteb",
+    dataset={"path": "local", "revision": "local"},
+    category="t2t", eval_splits=["test"], eval_langs=["eng-Latn"], date=("2025-01-01", "2025-01-01"),
+    dialect=["Written"], domains=[], task_subtypes=[], license="not specified",
+    annotations_creators="derived", modalities=["text"], sample_creation="found", bibtex_citation="",
+)
+
+
+def _task_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]", "", name.title()) or "Task"
+
+
+def retrieval_task(name: str, data: RetrievalSet):
+    """An mteb retrieval task over local queries, corpus and qrels."""
+    from datasets import Dataset
+    from mteb.abstasks.retrieval import AbsTaskRetrieval
+    from mteb.abstasks.retrieval_dataset_loaders import RetrievalSplitData
+    from mteb.abstasks.task_metadata import TaskMetadata
+
+    class LocalRetrieval(AbsTaskRetrieval):
+        metadata = TaskMetadata(type="Retrieval", name=f"Local{_task_name(name)}Retrieval",
+                                description=f"Isolated {name} retrieval set of Embeddings Meet LLMs.",
+                                main_score="ndcg_at_10", **_COMMON)
+
+        def load_data(self, num_proc: int | None = None, **kwargs: Any) -> None:
+            split = RetrievalSplitData(
+                queries=Dataset.from_list([{"id": k, "text": v} for k, v in data.queries.items()]),
+                corpus=Dataset.from_list([{"id": k, "text": v, "title": ""} for k, v in data.corpus.items()]),
+                relevant_docs={q: dict(rel) for q, rel in data.qrels.items()},
+                top_ranked=None,
+            )
+            self.dataset = {"default": {"test": split}}
+            self.data_loaded = True
+
+    return LocalRetrieval()
+
+
+def sts_task(data: STSSet):
+    """An mteb STS task over human-scored pairs; scores are normalised by the set's own range."""
+    from datasets import Dataset, DatasetDict
+    from mteb.abstasks.sts import AbsTaskSTS
+    from mteb.abstasks.task_metadata import TaskMetadata
+
+    if len(data) < 2:
+        raise ValueError(f"STS set {data.name!r} needs at least two pairs for a correlation")
+    scores = [s for _, _, s in data.pairs]
+
+    class LocalSTS(AbsTaskSTS):
+        metadata = TaskMetadata(type="STS", name=f"Local{_task_name(data.name)}STS",
+                                description=f"{data.name} pairs with human similarity scores.",
+                                main_score="cosine_spearman", **_COMMON)
+        min_score = min(scores)
+        max_score = max(scores)
+
+        def load_data(self, num_proc: int | None = None, **kwargs: Any) -> None:
+            self.dataset = DatasetDict({"test": Dataset.from_dict({
+                "sentence1": [a for a, _, _ in data.pairs], "sentence2": [b for _, b, _ in data.pairs],
+                "score": scores})})
+            self.data_loaded = True
+
+    return LocalSTS()
+
+
+def mteb_encoder(name: str, embed: EmbedFn, dim: int | None = None):
+    """Wrap ``embed(texts) -> (n, d) array`` as an mteb encoder scored by cosine similarity."""
+    from mteb.models.abs_encoder import AbsEncoder
+    from mteb.models.model_meta import ModelMeta, ScoringFunction
+
+    class FunctionEncoder(AbsEncoder):
+        def __init__(self) -> None:
+            self.mteb_model_meta = ModelMeta.create_empty(overwrites={
+                "name": f"lbr-utils/{_task_name(name)}", "revision": "local", "similarity_fn_name": ScoringFunction.COSINE,
+                "embed_dim": dim, "framework": ["PyTorch"]})
+
+        def encode(self, inputs, *, task_metadata, hf_split, hf_subset, prompt_type=None, **kwargs):
+            texts = [t for batch in inputs for t in batch["text"]]
+            out = np.asarray(embed(texts), dtype=np.float32)
+            if out.shape[0] != len(texts):
+                raise ValueError(f"{name}: embed returned {out.shape[0]} rows for {len(texts)} texts")
+            return out
+
+    return FunctionEncoder()
+
+
+def _bm25_model():
+    import mteb
+
+    return mteb.get_model("mteb/baseline-bm25s")
+
+
+def evaluate_models(models: Mapping[str, EmbedFn | str], retrieval: Mapping[str, RetrievalSet] | None = None,
+                    sts: Sequence[STSSet] = (), show_progress: bool = False) -> pd.DataFrame:
+    """Score every model on every task; a tidy table with one row per (model, task, metric).
+
+    ``models`` maps a display name to an embed function, or to :data:`BM25` for the lexical
+    baseline (which skips STS, as BM25 scores query/document pairs, not symmetric similarity).
+    """
+    import mteb
+
+    if not models:
+        raise ValueError("no models to evaluate")
+    retrieval = dict(retrieval or {})
+    if not retrieval and not sts:
+        raise ValueError("no tasks to evaluate: pass retrieval sets and/or STS sets")
+    tasks: list[tuple[str, str, Any]] = [(name, "retrieval", retrieval_task(name, data))
+                                         for name, data in retrieval.items()]
+    tasks += [(s.name, "sts", sts_task(s)) for s in sts]
+    logging.getLogger("mteb").setLevel(logging.ERROR)
+    rows = []
+    for model_name, embed in models.items():
+        is_bm25 = isinstance(embed, str)
+        if is_bm25 and embed != BM25:
+            raise ValueError(f"unknown model shortcut {embed!r}; pass an embed function or {BM25!r}")
+        model = _bm25_model() if is_bm25 else mteb_encoder(model_name, embed)
+        for task_name, kind, task in tasks:
+            if is_bm25 and kind == "sts":
+                continue
+            result = mteb.evaluate(model, task, cache=None, show_progress_bar=show_progress)
+            scores = result.task_results[0].scores["test"][0]
+            metrics = RETRIEVAL_METRICS if kind == "retrieval" else STS_METRIC
+            rows += [{"model": model_name, "task": task_name, "kind": kind, "metric": label,
+                      "score": float(scores[key])} for key, label in metrics.items()]
+    return pd.DataFrame(rows)
+
+
+def to_wide(table: pd.DataFrame, metrics: Iterable[str] = ("NDCG@10", "Spearman")) -> pd.DataFrame:
+    """Models as rows, tasks as columns, one headline metric per task kind (for the book)."""
+    sub = table[table.metric.isin(list(metrics))]
+    return sub.pivot_table(index="model", columns="task", values="score", sort=False)

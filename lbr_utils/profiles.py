@@ -1,0 +1,60 @@
+"""The three run profiles in one place.
+
+`smoke` proves in CI that every notebook executes; `cpu` is what a reader runs on a laptop and what
+produces the book's numbers; `gpu` is paper scale. A notebook only ever asks for `get_profile(name)`,
+so changing a size here changes it everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+PROFILE_NAMES = ("smoke", "cpu", "gpu")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Sizes, steps, seeds and model for one profile."""
+
+    name: str
+    model: str
+    # Per-domain split sizes: generative learning / contrastive learning / isolated evaluation queries.
+    n_gl: int
+    n_cl: int
+    n_eval: int
+    # Extra corpus documents drawn from training entities, so retrieval is not trivially small.
+    n_distractors: int
+    # Pairs per STS set (gensim's Lee, WordSim-353, SimLex-999); None keeps all.
+    n_sts: int | None
+    seeds: tuple[int, ...] = (0,)
+    batch_size: int = 16
+    max_length: int = 128
+    embed_batch_size: int = 32
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+_PROFILES = {
+    "smoke": Profile(
+        name="smoke", model="smollm2-135m", n_gl=64, n_cl=64, n_eval=24, n_distractors=40,
+        n_sts=40, seeds=(0,), batch_size=8, max_length=64,
+    ),
+    "cpu": Profile(
+        name="cpu", model="smollm2-135m", n_gl=2000, n_cl=1000, n_eval=300, n_distractors=700,
+        n_sts=None, seeds=(0, 1, 2), batch_size=16, max_length=128,
+    ),
+    "gpu": Profile(
+        name="gpu", model="Qwen/Qwen2.5-1.5B", n_gl=150_000, n_cl=50_000, n_eval=20_000,
+        n_distractors=20_000, n_sts=None, seeds=(0, 1, 2), batch_size=64, max_length=256,
+        embed_batch_size=128,
+    ),
+}
+
+
+def get_profile(name: str, **overrides) -> Profile:
+    """Return the named profile, optionally with fields overridden (e.g. ``model=...``)."""
+    if name not in _PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILE_NAMES)}")
+    return replace(_PROFILES[name], **overrides) if overrides else _PROFILES[name]

@@ -1,0 +1,111 @@
+"""Results files with provenance.
+
+Every number in the book is read from a file written here, never typed by hand. A results file says
+where its numbers came from: git commit, profile, seed(s), package versions, wall time and peak
+memory, so a reader can tell a smoke run from the real one and rerun it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import resource
+import subprocess
+import time
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterator
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+_TRACKED_PACKAGES = (
+    "torch", "transformers", "sentence-transformers", "mteb", "peft", "accelerate", "bm25s",
+    "numpy", "lbr_utils",
+)
+
+
+def results_dir(profile: str, root: Path | None = None) -> Path:
+    """``results/<profile>/`` (``LBR_RESULTS_DIR`` overrides the root, so tests never touch the repo's)."""
+    base = Path(root or os.environ.get("LBR_RESULTS_DIR") or REPO_ROOT / "results")
+    return base / profile
+
+
+def git_commit() -> str:
+    """The commit the code ran at, with ``+dirty`` when the tree had uncommitted changes."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return sha + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def package_versions() -> dict[str, str]:
+    out = {}
+    for name in _TRACKED_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def peak_memory_mib() -> float:
+    """Peak resident memory of this process (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def provenance(profile: str, seeds: Any, wall_time_s: float) -> dict:
+    return {
+        "profile": profile,
+        "seeds": seeds,
+        "git_commit": git_commit(),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "wall_time_s": round(wall_time_s, 2),
+        "peak_memory_mib": round(peak_memory_mib(), 1),
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()} x{os.cpu_count()}",
+        "versions": package_versions(),
+    }
+
+
+def save_results(experiment: str, profile: str, metrics: Any, config: dict, seeds: Any,
+                 wall_time_s: float, root: Path | None = None) -> Path:
+    """Write ``results/<profile>/<experiment>.json`` and return its path."""
+    path = results_dir(profile, root) / f"{experiment}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"experiment": experiment, "metrics": metrics, "config": config,
+              "provenance": provenance(profile, seeds, wall_time_s)}
+    path.write_text(json.dumps(record, indent=2, sort_keys=False, default=str) + "\n")
+    return path
+
+
+def load_results(experiment: str, profile: str, root: Path | None = None) -> dict:
+    path = results_dir(profile, root) / f"{experiment}.json"
+    if not path.exists():
+        raise FileNotFoundError(f"no results file {path}: run the notebook that writes "
+                                f"{experiment!r} in profile {profile!r} first")
+    return json.loads(path.read_text())
+
+
+@contextmanager
+def timer() -> Iterator[dict]:
+    """``with timer() as t: ...`` then ``t["seconds"]``."""
+    t: dict = {}
+    start = time.perf_counter()
+    try:
+        yield t
+    finally:
+        t["seconds"] = time.perf_counter() - start
+
+
+def provenance_line(record: dict) -> str:
+    """One sentence a notebook prints under a table: where these numbers came from."""
+    p = record["provenance"]
+    return (f"Numbers from results/{p['profile']}/{record['experiment']}.json: profile `{p['profile']}`, "
+            f"commit {p['git_commit'][:12]}, {p['date'][:10]}, seeds {p['seeds']}, "
+            f"wall time {p['wall_time_s']:.0f} s, peak memory {p['peak_memory_mib']:.0f} MiB.")
