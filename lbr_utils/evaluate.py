@@ -121,6 +121,7 @@ def evaluate_models(models: Mapping[str, EmbedFn | str], retrieval: Mapping[str,
     ``models`` maps a display name to an embed function, or to :data:`BM25` for the lexical
     baseline (which skips STS, as BM25 scores query/document pairs, not symmetric similarity).
     """
+    import datasets
     import mteb
 
     if not models:
@@ -132,6 +133,7 @@ def evaluate_models(models: Mapping[str, EmbedFn | str], retrieval: Mapping[str,
                                          for name, data in retrieval.items()]
     tasks += [(s.name, "sts", sts_task(s)) for s in sts]
     logging.getLogger("mteb").setLevel(logging.ERROR)
+    datasets.disable_progress_bars()  # mteb re-formats every task's data: a bar per task is noise
     rows = []
     for model_name, embed in models.items():
         is_bm25 = isinstance(embed, str)

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import torch
+from transformers import logging as hf_logging
 from transformers import (AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM,
                           PreTrainedModel, PreTrainedTokenizerBase, PreTrainedTokenizerFast)
 
@@ -20,6 +21,7 @@ SMOLLM2 = "smollm2-135m"
 TINY = "tiny"
 _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 BOTTLENECK_TOKEN = "<bn_{}>"
+hf_logging.disable_progress_bar()  # a "Loading weights" bar on every load clutters the rendered book
 
 
 def cache_dir() -> Path:
@@ -141,8 +143,8 @@ def load_causal_lm(name: str = SMOLLM2, dtype: torch.dtype = torch.float32, attn
 def add_bottleneck_tokens(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, k: int) -> list[int]:
     """Add ``k`` special bottleneck tokens ``<bn_0>``...; resize embeddings; return their ids.
 
-    New rows start at the mean of the existing embeddings (transformers' mean resizing), so the
-    untrained tokens do not knock the model's first forward pass off its usual scale. Adding
+    New rows are drawn around the mean of the existing embeddings (transformers' mean resizing), so
+    the untrained tokens do not knock the model's first forward pass off its usual scale. Adding
     tokens already present is a no-op, so stage 2 can call this on a stage-1 checkpoint.
     """
     if k < 1:

@@ -131,7 +131,7 @@ def split_by_entity(records: list[QARecord], n_gl: int, n_cl: int, n_eval: int,
     train_answers = sorted({(r.entity, r.answer) for r in gl + cl})
     distractors = rng.sample(train_answers, min(n_distractors, len(train_answers)))
     corpus = {f"d-{r.entity}": r.answer for r in eval_records}
-    corpus.update({f"d-{e}": a for e, a in distractors})
+    corpus.update({f"x-{i}": a for i, (_, a) in enumerate(distractors)})
     queries = {f"q-{r.id}": r.question for r in eval_records}
     qrels = {f"q-{r.id}": {f"d-{r.entity}": 1} for r in eval_records}
     return DomainSplits(domain, gl, cl, RetrievalSet(queries, corpus, qrels), eval_records)

@@ -1,0 +1,112 @@
+"""Reproduce the book: execute every notebook with papermill in one profile, then build the book.
+
+    python -m lbr_utils.reproduce --profile smoke     # CI-sized, ~minutes
+    python -m lbr_utils.reproduce --profile cpu       # the book's numbers, hours on 2 cores
+
+Each notebook's wall time and peak memory (the kernel's resident set, sampled) are printed and
+written to ``results/<profile>/notebook_costs.json``, so a reader knows what a chapter costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+from .profiles import PROFILE_NAMES
+from .results import REPO_ROOT, save_results
+
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+
+
+def notebooks(directory: Path = NOTEBOOK_DIR) -> list[Path]:
+    """The chapters in reading order (their file names start with the chapter number)."""
+    return sorted(directory.glob("[0-9]*.ipynb"))
+
+
+class _PeakRSS:
+    """Samples the resident memory of this process's descendants (the Jupyter kernel) in a thread."""
+
+    def __init__(self, interval: float = 0.5) -> None:
+        self.interval, self.peak, self._stop = interval, 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for child in me.children(recursive=True):
+                try:
+                    total += child.memory_info().rss
+                except psutil.Error:
+                    pass
+            self.peak = max(self.peak, total)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "_PeakRSS":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def execute(notebook: Path, profile: str, output: Path, cwd: Path | None = None) -> dict:
+    """Run one notebook with papermill (``profile`` injected into its ``parameters`` cell)."""
+    import papermill
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with _PeakRSS() as mem:
+        papermill.execute_notebook(str(notebook), str(output), parameters={"profile": profile},
+                                   cwd=str(cwd or notebook.parent), kernel_name="python3",
+                                   progress_bar=False, log_output=False)
+    return {"notebook": notebook.name, "wall_time_s": round(time.perf_counter() - start, 1),
+            "peak_memory_mib": round(mem.peak / 2**20, 1)}
+
+
+def build_book(path_output: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """``jupyter-book build .`` into ``_build/html``; ``-W``: any warning fails the build."""
+    jb = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(jb), "build", str(REPO_ROOT), "-W", "-n", "--keep-going"]
+    if path_output:
+        cmd += ["--path-output", str(path_output)]
+    return subprocess.run(cmd, check=check, cwd=REPO_ROOT, capture_output=not check, text=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", choices=PROFILE_NAMES, default="smoke")
+    parser.add_argument("--only", nargs="*", help="notebook file names to run (default: all)")
+    parser.add_argument("--output-dir", type=Path,
+                        help="write executed notebooks here instead of in place (the book renders in-place ones)")
+    parser.add_argument("--no-book", action="store_true", help="skip building the book")
+    args = parser.parse_args(argv)
+
+    chosen = [nb for nb in notebooks() if not args.only or nb.name in args.only]
+    if not chosen:
+        parser.error(f"no notebooks matched {args.only}")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    costs, start = [], time.perf_counter()
+    for nb in chosen:
+        out = (args.output_dir / nb.name) if args.output_dir else nb
+        cost = execute(nb, args.profile, out)
+        costs.append(cost)
+        print(f"{nb.name}: {cost['wall_time_s']:.1f} s, peak memory {cost['peak_memory_mib']:.0f} MiB", flush=True)
+    if not args.output_dir:
+        save_results("notebook_costs", args.profile, costs, {"notebooks": [c["notebook"] for c in costs]},
+                     seeds=None, wall_time_s=time.perf_counter() - start)
+    if not args.no_book:
+        build_book()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,29 @@
+"""Shared fixtures. Tests never write into the repo's results/ and never reach a model hub."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_results(tmp_path, monkeypatch):
+    monkeypatch.setenv("LBR_RESULTS_DIR", str(tmp_path / "results"))
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    from lbr_utils.models import load_causal_lm
+
+    return load_causal_lm("tiny")
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    from lbr_utils.models import load_causal_lm
+
+    return load_causal_lm("smollm2-135m")

