@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from transformers import logging as hf_logging
@@ -168,3 +170,25 @@ def add_lora(model: PreTrainedModel, r: int = 8, alpha: int = 16, dropout: float
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules),
                         modules_to_save=["embed_tokens"] if trainable_embeddings else None, task_type="CAUSAL_LM")
     return get_peft_model(model, config)
+
+
+@contextmanager
+def attention_mode(model: PreTrainedModel, causal: bool) -> Iterator[None]:
+    """Run ``model`` with causal or bidirectional attention inside the block, then restore it.
+
+    Both switches are needed: ``config.is_causal`` makes transformers build a bidirectional padding
+    mask, and each attention module's ``is_causal`` stops SDPA from re-imposing a causal mask when no
+    padding mask is passed (the silent failure that made earlier versions ignore the config flag).
+    """
+    config = model.config
+    modules = [m for m in model.modules() if hasattr(m, "is_causal") and isinstance(m.is_causal, bool)]
+    saved = getattr(config, "is_causal", True), [m.is_causal for m in modules]
+    config.is_causal = causal
+    for m in modules:
+        m.is_causal = causal
+    try:
+        yield
+    finally:
+        config.is_causal = saved[0]
+        for m, flag in zip(modules, saved[1]):
+            m.is_causal = flag
