@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -22,6 +23,21 @@ EmbedFn = Callable[[list[str]], np.ndarray]
 RETRIEVAL_METRICS = {"ndcg_at_10": "NDCG@10", "recall_at_10": "R@10", "mrr_at_10": "MRR@10"}
 STS_METRIC = {"cosine_spearman": "Spearman"}
 BM25 = "bm25"  # pass this instead of an embed function to get mteb's bm25s baseline
+SIMILARITIES = ("cosine", "dot", "euclidean")
+
+
+@dataclass(frozen=True)
+class Encoder:
+    """An embed function with how to score with it: the similarity used to rank documents, and an
+    instruction prepended to queries only (E5-instruct style; documents and STS texts get none)."""
+
+    embed: EmbedFn
+    similarity: str = "cosine"
+    query_prefix: str = ""
+
+    def __post_init__(self) -> None:
+        if self.similarity not in SIMILARITIES:
+            raise ValueError(f"unknown similarity {self.similarity!r}; choose one of {', '.join(SIMILARITIES)}")
 
 _COMMON = dict(
     reference="https://github.com/embeddings-benchmark/mteb",
@@ -87,23 +103,39 @@ def sts_task(data: STSSet):
     return LocalSTS()
 
 
-def mteb_encoder(name: str, embed: EmbedFn, dim: int | None = None):
-    """Wrap ``embed(texts) -> (n, d) array`` as an mteb encoder scored by cosine similarity."""
+def mteb_encoder(name: str, encoder: Encoder | EmbedFn, dim: int | None = None):
+    """Wrap an :class:`Encoder` (or a bare ``embed(texts) -> (n, d) array``) as an mteb encoder."""
+    import torch
     from mteb.models.abs_encoder import AbsEncoder
     from mteb.models.model_meta import ModelMeta, ScoringFunction
+    from mteb.types import PromptType
+
+    enc = encoder if isinstance(encoder, Encoder) else Encoder(encoder)
 
     class FunctionEncoder(AbsEncoder):
         def __init__(self) -> None:
             self.mteb_model_meta = ModelMeta.create_empty(overwrites={
-                "name": f"lbr-utils/{_task_name(name)}", "revision": "local", "similarity_fn_name": ScoringFunction.COSINE,
-                "embed_dim": dim, "framework": ["PyTorch"]})
+                "name": f"lbr-utils/{_task_name(name)}", "revision": "local",
+                "similarity_fn_name": ScoringFunction(enc.similarity), "embed_dim": dim, "framework": ["PyTorch"]})
 
         def encode(self, inputs, *, task_metadata, hf_split, hf_subset, prompt_type=None, **kwargs):
             texts = [t for batch in inputs for t in batch["text"]]
-            out = np.asarray(embed(texts), dtype=np.float32)
+            if prompt_type == PromptType.query and enc.query_prefix:
+                texts = [enc.query_prefix + t for t in texts]
+            out = np.asarray(enc.embed(texts), dtype=np.float32)
             if out.shape[0] != len(texts):
                 raise ValueError(f"{name}: embed returned {out.shape[0]} rows for {len(texts)} texts")
             return out
+
+        def similarity(self, a, b):
+            if enc.similarity == "euclidean":  # mteb's base class knows cosine and dot only
+                return -torch.cdist(torch.as_tensor(a, dtype=torch.float32), torch.as_tensor(b, dtype=torch.float32))
+            return super().similarity(a, b)
+
+        def similarity_pairwise(self, a, b):
+            if enc.similarity == "euclidean":
+                return -torch.linalg.vector_norm(torch.as_tensor(a) - torch.as_tensor(b), dim=-1)
+            return super().similarity_pairwise(a, b)
 
     return FunctionEncoder()
 
@@ -114,12 +146,13 @@ def _bm25_model():
     return mteb.get_model("mteb/baseline-bm25s")
 
 
-def evaluate_models(models: Mapping[str, EmbedFn | str], retrieval: Mapping[str, RetrievalSet] | None = None,
+def evaluate_models(models: Mapping[str, Encoder | EmbedFn | str], retrieval: Mapping[str, RetrievalSet] | None = None,
                     sts: Sequence[STSSet] = (), show_progress: bool = False) -> pd.DataFrame:
     """Score every model on every task; a tidy table with one row per (model, task, metric).
 
-    ``models`` maps a display name to an embed function, or to :data:`BM25` for the lexical
-    baseline (which skips STS, as BM25 scores query/document pairs, not symmetric similarity).
+    ``models`` maps a display name to an :class:`Encoder`, a bare embed function, or :data:`BM25`
+    for the lexical baseline (which skips STS, as BM25 scores query/document pairs, not symmetric
+    similarity). STS is always scored by cosine, whatever an encoder ranks documents with.
     """
     import datasets
     import mteb

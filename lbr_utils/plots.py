@@ -34,3 +34,36 @@ def baseline_figure(table: pd.DataFrame):
     grouped_bars(table[table.kind == "sts"], "Spearman", "STS (cosine vs. human scores)", ax=right)
     fig.tight_layout()
     return fig
+
+
+def heatmap(matrix: pd.DataFrame, title: str, percent: bool = True, ax=None):
+    """A labelled heatmap (rows x columns) with each cell's value written in it."""
+    values = matrix.to_numpy(dtype=float) * (100 if percent else 1)
+    ax = ax or plt.subplots(figsize=(1.1 * matrix.shape[1] + 3, 0.42 * matrix.shape[0] + 1.2))[1]
+    im = ax.imshow(values, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(matrix.shape[1]), matrix.columns, rotation=30, ha="right")
+    ax.set_yticks(range(matrix.shape[0]), matrix.index)
+    finite = values[np.isfinite(values)]
+    mid = (finite.max() + finite.min()) / 2 if finite.size else 0
+    for (i, j), v in np.ndenumerate(values):
+        if np.isfinite(v):
+            ax.text(j, i, f"{v:.0f}" if percent else f"{v:.2f}", ha="center", va="center", fontsize=8,
+                    color="black" if v > mid else "white")
+    ax.set_title(title)
+    plt.colorbar(im, ax=ax, fraction=0.03)
+    return ax
+
+
+def paired_bars(frame: pd.DataFrame, label: str, columns: list[str], title: str, ax=None):
+    """Horizontal bars, one group per row of ``frame`` (labelled by ``label``), one bar per column."""
+    ax = ax or plt.subplots(figsize=(7, 0.35 * len(frame) * len(columns) + 1))[1]
+    y = np.arange(len(frame))
+    height = 0.8 / len(columns)
+    for k, col in enumerate(columns):
+        ax.barh(y + k * height, frame[col], height, label=col)
+    ax.set_yticks(y + height * (len(columns) - 1) / 2, frame[label])
+    ax.invert_yaxis()
+    ax.set_title(title)
+    ax.legend(fontsize=8, frameon=False)
+    ax.spines[["top", "right"]].set_visible(False)
+    return ax

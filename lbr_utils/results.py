@@ -33,11 +33,15 @@ def results_dir(profile: str, root: Path | None = None) -> Path:
 
 
 def git_commit() -> str:
-    """The commit the code ran at, with ``+dirty`` when the tree had uncommitted changes."""
+    """The commit the code ran at, with ``+dirty`` when tracked code had uncommitted changes.
+
+    ``notebooks/`` and ``results/`` are left out of the check: papermill rewrites a notebook in place
+    while it runs, and the run's own results files are what it is writing."""
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":!notebooks", ":!results"], cwd=REPO_ROOT,
                                capture_output=True, text=True, check=True).stdout.strip()
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):

@@ -7,7 +7,7 @@ from scipy.stats import spearmanr
 
 from lbr_utils.data import RetrievalSet, STSSet, load_domain
 from lbr_utils.embedders import LLMEmbedder
-from lbr_utils.evaluate import BM25, evaluate_models, to_wide
+from lbr_utils.evaluate import BM25, Encoder, evaluate_models, to_wide
 from lbr_utils.profiles import get_profile
 
 # Twelve documents on the unit circle at angles 0.0, 0.1, ..., 1.1; a query's cosine ranking is
@@ -39,6 +39,34 @@ def test_retrieval_metrics_equal_a_hand_computation():
     assert metric(table, "NDCG@10") == pytest.approx(ndcg, abs=1e-4)
     assert metric(table, "R@10") == pytest.approx(recall, abs=1e-4)
     assert metric(table, "MRR@10") == pytest.approx(mrr, abs=1e-4)
+
+
+def test_similarity_functions_rank_differently_only_when_norms_differ():
+    def scaled(texts):  # doc11 is long: dot product favours it, cosine and Euclidean on unit vectors do not
+        v = circle_embed(texts)
+        return v * np.array([[10.0 if t == "doc11" else 1.0] for t in texts])
+
+    unit = {s: metric(evaluate_models({"m": Encoder(circle_embed, s)}, {"toy": TOY}), "MRR@10")
+            for s in ("cosine", "dot", "euclidean")}
+    assert unit["cosine"] == pytest.approx(unit["dot"]) == pytest.approx(unit["euclidean"])
+    dot = metric(evaluate_models({"m": Encoder(scaled, "dot")}, {"toy": TOY}), "MRR@10")
+    cos = metric(evaluate_models({"m": Encoder(scaled, "cosine")}, {"toy": TOY}), "MRR@10")
+    assert cos == pytest.approx(unit["cosine"]) and dot < cos
+    with pytest.raises(ValueError, match="unknown similarity"):
+        Encoder(circle_embed, "jaccard")
+
+
+def test_query_prefix_reaches_queries_only():
+    seen = []
+
+    def recording(texts):
+        seen.extend(texts)
+        return circle_embed([t.removeprefix("Instruct: find it\nQuery: ") for t in texts])
+
+    evaluate_models({"m": Encoder(recording, query_prefix="Instruct: find it\nQuery: ")}, {"toy": TOY})
+    prefixed = [t for t in seen if t.startswith("Instruct:")]
+    assert sorted(prefixed) == sorted("Instruct: find it\nQuery: " + q for q in TOY.queries.values())
+    assert set(seen) - set(prefixed) == set(TOY.corpus.values())
 
 
 def test_sts_spearman_equals_scipy_on_cosines():

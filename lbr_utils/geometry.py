@@ -1,0 +1,50 @@
+"""The geometry of an embedding space: anisotropy, and when similarity functions disagree.
+
+LLM hidden states are *anisotropic*: they crowd into a narrow cone, so any two texts have a high
+cosine and the useful signal lives in small differences (Ethayarajh, 2019). A mean cosine of random
+pairs near 1 is the symptom; subtracting the mean vector is the cheapest remedy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.clip(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12, None)
+
+
+def anisotropy(vectors: np.ndarray, n_pairs: int = 2000, seed: int = 0) -> float:
+    """Mean cosine similarity of random pairs of distinct rows (0 for an isotropic space)."""
+    vectors = np.asarray(vectors, dtype=np.float64)
+    n = len(vectors)
+    if n < 2:
+        raise ValueError("anisotropy needs at least two vectors")
+    rng = np.random.default_rng(seed)
+    i = rng.integers(0, n, n_pairs)
+    j = (i + rng.integers(1, n, n_pairs)) % n  # never i itself
+    u = _unit(vectors)
+    return float(np.mean(np.sum(u[i] * u[j], axis=1)))
+
+
+def center(vectors: np.ndarray) -> np.ndarray:
+    """Subtract the mean vector: removes the common direction that makes every cosine high."""
+    vectors = np.asarray(vectors, dtype=np.float64)
+    return vectors - vectors.mean(0, keepdims=True)
+
+
+def top1_agreement(queries: np.ndarray, docs: np.ndarray) -> dict[str, float]:
+    """How often cosine, dot product and Euclidean distance pick the same best document.
+
+    On unit-norm vectors the three rank identically; they part ways only as far as document norms
+    differ, which the coefficient of variation of the norms summarises.
+    """
+    q, d = np.asarray(queries, np.float64), np.asarray(docs, np.float64)
+    dot = q @ d.T
+    cos = _unit(q) @ _unit(d).T
+    euc = -np.linalg.norm(q[:, None, :] - d[None, :, :], axis=-1)
+    best = {name: m.argmax(1) for name, m in {"cosine": cos, "dot": dot, "euclidean": euc}.items()}
+    norms = np.linalg.norm(d, axis=1)
+    return {"cosine=dot": float(np.mean(best["cosine"] == best["dot"])),
+            "cosine=euclidean": float(np.mean(best["cosine"] == best["euclidean"])),
+            "doc_norm_cv": float(norms.std() / norms.mean())}
