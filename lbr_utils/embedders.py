@@ -12,7 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data._paths import package_dir
-from .models import attention_mode
+from .models import attention_mode, decoder
 from .pooling import POOL_FNS, build_inputs, get_pooling
 
 
@@ -68,8 +68,7 @@ class LLMEmbedder(_CachedEmbedder):
         # Positions count real tokens only, so left padding does not shift them.
         positions = (mask.cumsum(1) - 1).clamp(min=0)
         with attention_mode(self.model, causal=self.causal):
-            # The base decoder, not the LM head: logits over a 49k vocabulary are wasted work here.
-            out = self.model.base_model(input_ids=batch["input_ids"], attention_mask=mask, position_ids=positions,
+            out = decoder(self.model)(input_ids=batch["input_ids"], attention_mask=mask, position_ids=positions,
                                         output_hidden_states=self.layer != -1)
         states = out.last_hidden_state if self.layer == -1 else out.hidden_states[self.layer]
         return POOL_FNS[self.pooling.pool](states.float(), batch["pool_mask"])

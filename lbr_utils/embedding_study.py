@@ -14,7 +14,7 @@ from .evaluate import Encoder, evaluate_models
 from .geometry import anisotropy, center, top1_agreement
 from .models import load_causal_lm
 from .profiles import get_profile
-from .results import save_results, timer
+from .results import load_tables, save_results, timer  # noqa: F401 (load_tables: used by chapter 2)
 
 EXPERIMENT = "pooling"
 QUERY_INSTRUCTION = "Instruct: Given a name or a question, retrieve the passage that answers it\nQuery: "
@@ -58,8 +58,3 @@ def run_pooling_study(profile_name: str, seed: int = 0) -> dict[str, pd.DataFram
     save_results(EXPERIMENT, profile_name, {k: v.to_dict(orient="records") for k, v in tables.items()}, config,
                  [seed], t["seconds"])
     return tables
-
-
-def load_tables(record: dict) -> dict[str, pd.DataFrame]:
-    """The study's tables back from a results record."""
-    return {k: pd.DataFrame(v) for k, v in record["metrics"].items()}

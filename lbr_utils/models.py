@@ -172,6 +172,14 @@ def add_lora(model: PreTrainedModel, r: int = 8, alpha: int = 16, dropout: float
     return get_peft_model(model, config)
 
 
+def decoder(model: PreTrainedModel):
+    """The transformer stack without the LM head, through a peft wrapper if there is one: an
+    embedder needs hidden states, and logits over a 49k vocabulary are wasted work."""
+    if hasattr(model, "get_base_model"):
+        model = model.get_base_model()
+    return model.base_model
+
+
 @contextmanager
 def attention_mode(model: PreTrainedModel, causal: bool) -> Iterator[None]:
     """Run ``model`` with causal or bidirectional attention inside the block, then restore it.

@@ -30,6 +30,8 @@ class Profile:
     batch_size: int = 16
     max_length: int = 128
     embed_batch_size: int = 32
+    # Optimiser steps of one contrastive / generative training run.
+    train_steps: int = 40
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -39,16 +41,16 @@ class Profile:
 _PROFILES = {
     "smoke": Profile(
         name="smoke", model="smollm2-135m", n_gl=64, n_cl=64, n_eval=24, n_distractors=40,
-        n_sts=40, seeds=(0,), batch_size=8, max_length=64,
+        n_sts=40, seeds=(0,), batch_size=4, max_length=32, train_steps=2,
     ),
     "cpu": Profile(
         name="cpu", model="smollm2-135m", n_gl=2000, n_cl=1000, n_eval=300, n_distractors=700,
-        n_sts=None, seeds=(0, 1, 2), batch_size=16, max_length=128,
+        n_sts=None, seeds=(0, 1, 2), batch_size=16, max_length=128, train_steps=40,
     ),
     "gpu": Profile(
         name="gpu", model="Qwen/Qwen2.5-1.5B", n_gl=150_000, n_cl=50_000, n_eval=20_000,
         n_distractors=20_000, n_sts=None, seeds=(0, 1, 2), batch_size=64, max_length=256,
-        embed_batch_size=128,
+        embed_batch_size=128, train_steps=2000,
     ),
 }
 

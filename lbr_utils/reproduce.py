@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 
 from .profiles import PROFILE_NAMES
-from .results import REPO_ROOT, save_results
+from .results import REPO_ROOT, load_results, save_results
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 
@@ -72,6 +72,19 @@ def execute(notebook: Path, profile: str, output: Path, cwd: Path | None = None)
             "peak_memory_mib": round(mem.peak / 2**20, 1)}
 
 
+def save_notebook_costs(profile: str, costs: list[dict], wall_time_s: float) -> None:
+    """Merge these notebooks' costs into ``results/<profile>/notebook_costs.json`` (a run of one
+    chapter must not erase what the others cost)."""
+    try:
+        previous = {c["notebook"]: c for c in load_results("notebook_costs", profile)["metrics"]}
+    except FileNotFoundError:
+        previous = {}
+    merged = previous | {c["notebook"]: c for c in costs}
+    rows = [merged[k] for k in sorted(merged)]
+    save_results("notebook_costs", profile, rows, {"notebooks": [c["notebook"] for c in rows]},
+                 seeds=None, wall_time_s=wall_time_s)
+
+
 def build_book(path_output: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
     """``jupyter-book build .`` into ``_build/html``; ``-W``: any warning fails the build."""
     jb = Path(sys.executable).with_name("jupyter-book")
@@ -101,8 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         costs.append(cost)
         print(f"{nb.name}: {cost['wall_time_s']:.1f} s, peak memory {cost['peak_memory_mib']:.0f} MiB", flush=True)
     if not args.output_dir:
-        save_results("notebook_costs", args.profile, costs, {"notebooks": [c["notebook"] for c in costs]},
-                     seeds=None, wall_time_s=time.perf_counter() - start)
+        save_notebook_costs(args.profile, costs, time.perf_counter() - start)
     if not args.no_book:
         build_book()
     return 0

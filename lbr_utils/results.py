@@ -96,6 +96,13 @@ def load_results(experiment: str, profile: str, root: Path | None = None) -> dic
     return json.loads(path.read_text())
 
 
+def load_tables(record: dict):
+    """A results record whose metrics are ``{name: list of rows}`` as ``{name: DataFrame}``."""
+    import pandas as pd
+
+    return {name: pd.DataFrame(rows) for name, rows in record["metrics"].items()}
+
+
 @contextmanager
 def timer() -> Iterator[dict]:
     """``with timer() as t: ...`` then ``t["seconds"]``."""

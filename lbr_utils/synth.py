@@ -1,0 +1,123 @@
+"""LLM-synthesised training data: an instruction LLM writes queries, paraphrases and hard negatives.
+
+The generator is an interface (``generate(prompts) -> texts``): any local Hugging Face causal LM with
+a chat template works (SmolLM2-135M-Instruct by default), and nothing here needs an API. The
+consistency filter (Dai et al., 2022, Promptagator; also InPars) keeps a synthetic query only if the
+document it was written for ranks first for it, which throws out queries too vague to be useful.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .data import QARecord
+
+# Few-shot prompts: a 135M model copies a pattern far more reliably than it follows an instruction.
+PROMPTS = {
+    "query": ("Write a short search query that a person would type to find the text.\n\n"
+              "Text: Fracture of humerus\nQuery: broken upper arm bone\n\n"
+              "Text: sorted(iterable) returns a new sorted list\nQuery: python sort a list\n\n"
+              "Text: {}\nQuery:"),
+    "paraphrase": ("Rewrite the term in other words with the same meaning.\n\n"
+                   "Term: heart attack\nRewrite: myocardial infarction\n\n"
+                   "Term: {}\nRewrite:"),
+    "negative": ("Write a text that looks similar but means something different.\n\n"
+                 "Text: Fracture of humerus\nSimilar but different: Fracture of femur\n\n"
+                 "Text: {}\nSimilar but different:"),
+}
+_ANSWER_LABELS = ("query:", "rewrite:", "similar but different:", "search query:")
+
+
+def clean_generation(text: str) -> str:
+    """First line of a generation, without quotes or a repeated answer label."""
+    line = text.strip().split("\n")[0].strip()
+    for label in _ANSWER_LABELS:
+        if line.lower().startswith(label):
+            line = line[len(label):].strip()
+    return line.strip('"').strip()
+
+
+class Generator(Protocol):
+    def generate(self, prompts: Sequence[str]) -> list[str]: ...
+
+
+@dataclass
+class HFGenerator:
+    """Greedy (or sampled) generation from a local chat model, batched with left padding."""
+
+    model: object
+    tokenizer: object
+    max_new_tokens: int = 24
+    batch_size: int = 16
+    do_sample: bool = False
+    show_progress: bool = False
+    stats: dict = field(default_factory=lambda: {"prompts": 0, "new_tokens": 0, "seconds": 0.0})
+
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[str]) -> list[str]:
+        if not prompts:
+            raise ValueError("generate() got no prompts")
+        tok, out = self.tokenizer, []
+        side, tok.padding_side = tok.padding_side, "left"  # generation continues from the right edge
+        start = time.perf_counter()
+        try:
+            for s in tqdm(range(0, len(prompts), self.batch_size), desc="generate", disable=not self.show_progress):
+                chats = [[{"role": "user", "content": p}] for p in prompts[s:s + self.batch_size]]
+                texts = [tok.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in chats]
+                batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+                ids = self.model.generate(**batch, max_new_tokens=self.max_new_tokens, do_sample=self.do_sample,
+                                          pad_token_id=tok.pad_token_id)
+                new = ids[:, batch["input_ids"].shape[1]:]
+                self.stats["new_tokens"] += int((new != tok.pad_token_id).sum())
+                out += [clean_generation(t) for t in tok.batch_decode(new, skip_special_tokens=True)]
+        finally:
+            tok.padding_side = side
+        self.stats["prompts"] += len(prompts)
+        self.stats["seconds"] += time.perf_counter() - start
+        return out
+
+
+def synthesise_queries(generator: Generator, records: Sequence[QARecord]) -> list[QARecord]:
+    """doc2query: one synthetic question per distinct answer; empty generations are dropped."""
+    answers = {r.answer: r for r in records}
+    generated = generator.generate([PROMPTS["query"].format(a) for a in answers])
+    return [QARecord(id=f"{r.id}-synq", domain=r.domain, question=q, answer=a, entity=r.entity, group=r.group)
+            for (a, r), q in zip(answers.items(), generated) if q and q.lower() != a.lower()]
+
+
+def synthesise_paraphrases(generator: Generator, records: Sequence[QARecord]) -> list[QARecord]:
+    """A paraphrased question per record: a second positive for the same answer."""
+    generated = generator.generate([PROMPTS["paraphrase"].format(r.question) for r in records])
+    return [QARecord(id=f"{r.id}-para", domain=r.domain, question=p, answer=r.answer, entity=r.entity, group=r.group)
+            for r, p in zip(records, generated) if p and p.lower() != r.question.lower()]
+
+
+def synthesise_negatives(generator: Generator, records: Sequence[QARecord]) -> list[str]:
+    """One look-alike but wrong passage per record (a synthetic hard negative)."""
+    return generator.generate([PROMPTS["negative"].format(r.answer) for r in records])
+
+
+def consistency_filter(embed, records: Sequence[QARecord], pool: Sequence[str] | None = None) -> list[QARecord]:
+    """Keep a record only if its own answer is the top-ranked document for its question.
+
+    ``embed`` is any ``texts -> vectors`` function; ``pool`` is the candidate documents (default: the
+    records' own distinct answers).
+    """
+    if not records:
+        return []
+    pool = list(dict.fromkeys(pool if pool is not None else [r.answer for r in records]))
+    index = {a: i for i, a in enumerate(pool)}
+    missing = [r.answer for r in records if r.answer not in index]
+    if missing:
+        raise ValueError(f"{len(missing)} answers are not in the candidate pool")
+    q, d = np.asarray(embed([r.question for r in records])), np.asarray(embed(pool))
+    q = q / np.linalg.norm(q, axis=1, keepdims=True)
+    d = d / np.linalg.norm(d, axis=1, keepdims=True)
+    best = (q @ d.T).argmax(1)
+    return [r for r, b in zip(records, best) if b == index[r.answer]]
