@@ -45,7 +45,7 @@ _PROFILES = {
     ),
     "cpu": Profile(
         name="cpu", model="smollm2-135m", n_gl=2000, n_cl=1000, n_eval=300, n_distractors=700,
-        n_sts=None, seeds=(0, 1, 2), batch_size=16, max_length=128, train_steps=40,
+        n_sts=None, seeds=(0, 1, 2), batch_size=16, max_length=128, train_steps=30,
     ),
     "gpu": Profile(
         name="gpu", model="Qwen/Qwen2.5-1.5B", n_gl=150_000, n_cl=50_000, n_eval=20_000,

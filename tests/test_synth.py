@@ -14,7 +14,7 @@ class Echo:
     """A stand-in generator: the interface is all the pipeline needs."""
 
     def generate(self, prompts):
-        return [p.rsplit(": ", 1)[-1].lower() for p in prompts]
+        return [p.rsplit("Text: ", 1)[-1].split("\n")[0].lower() for p in prompts]
 
 
 def test_any_generator_works_through_the_interface():
