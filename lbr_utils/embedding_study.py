@@ -14,7 +14,7 @@ from .evaluate import Encoder, evaluate_models
 from .geometry import anisotropy, center, top1_agreement
 from .models import load_causal_lm
 from .profiles import get_profile
-from .results import load_tables, save_results, timer  # noqa: F401 (load_tables: used by chapter 2)
+from .results import save_results, timer
 
 EXPERIMENT = "pooling"
 QUERY_INSTRUCTION = "Instruct: Given a name or a question, retrieve the passage that answers it\nQuery: "
