@@ -96,10 +96,6 @@ def build_tiny(vocab_size: int = 512, hidden_size: int = 64, num_layers: int = 2
     return LlamaForCausalLM(config).eval(), tok
 
 
-def _looks_like_path(name: str) -> bool:
-    return name.startswith((".", "/", "~")) or os.sep in name and not _looks_like_hub_id(name)
-
-
 def _looks_like_hub_id(name: str) -> bool:
     parts = name.split("/")
     return len(parts) == 2 and all(parts) and not name.startswith((".", "/", "~"))
@@ -114,7 +110,7 @@ def resolve_model_path(name: str) -> str:
         if not (expanded / "config.json").exists():
             raise FileNotFoundError(f"{expanded} exists but holds no config.json: is it a model folder?")
         return str(expanded)
-    if _looks_like_path(name) or not _looks_like_hub_id(name):
+    if not _looks_like_hub_id(name):
         raise FileNotFoundError(f"no model at {name!r}: not a local folder, not {SMOLLM2!r} or {TINY!r}, "
                                 "and not a hub id of the form 'org/name'")
     return name
