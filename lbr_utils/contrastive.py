@@ -16,7 +16,7 @@ from .data import QARecord
 from .embedders import LLMEmbedder
 from .losses import info_nce, matryoshka
 from .models import add_lora
-from .pooling import build_inputs
+from .pooling import Pooling, build_inputs
 from .train import TrainConfig, TrainResult, train
 
 
@@ -61,11 +61,15 @@ class PairBatcher:
         self.batch_size, self.seed = min(batch_size, len(records)), seed
         self.per_epoch = len(records) // self.batch_size
 
-    def __call__(self, step: int) -> dict:
+    def indices(self, step: int) -> list[int]:
+        """Which records make up the batch of ``step``."""
         epoch, i = divmod(step, self.per_epoch)
         order = list(range(len(self.records)))
         random.Random(self.seed * 100_003 + epoch).shuffle(order)
-        idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+        return order[i * self.batch_size:(i + 1) * self.batch_size]
+
+    def __call__(self, step: int) -> dict:
+        idx = self.indices(step)
         batch = {"queries": [self.records[j].question for j in idx], "positives": [self.records[j].answer for j in idx],
                  "groups": [self.records[j].entity for j in idx]}
         if self.negatives is not None:
@@ -85,7 +89,8 @@ class ContrastiveConfig:
     filter_false_negatives: bool = True
     matryoshka_dims: tuple[int, ...] = ()
     lora_rank: int = 16  # 0: full fine-tuning
-    pooling: str = "mean"
+    pooling: str | Pooling = "mean"  # a name, or bottleneck_pooling(r) for LBR's stage 2
+    causal: bool = True  # False: bidirectional attention (LLM2Vec-style)
     max_length: int = 64
     seed: int = 0
     extra: dict = field(default_factory=dict)
@@ -104,7 +109,7 @@ def train_contrastive(model, tokenizer, records: list[QARecord], cfg: Contrastiv
     negatives = (mine_hard_negatives(records, cfg.hard_negatives, filter_false_negatives=cfg.filter_false_negatives)
                  if cfg.hard_negatives else None)
     batcher = PairBatcher(records, cfg.batch_size, cfg.seed, negatives)
-    embedder = LLMEmbedder(model, tokenizer, pooling=cfg.pooling, max_length=cfg.max_length)
+    embedder = LLMEmbedder(model, tokenizer, pooling=cfg.pooling, causal=cfg.causal, max_length=cfg.max_length)
     device = next(model.parameters()).device
     loss = matryoshka(info_nce, cfg.matryoshka_dims) if cfg.matryoshka_dims else info_nce
 

@@ -48,3 +48,23 @@ def top1_agreement(queries: np.ndarray, docs: np.ndarray) -> dict[str, float]:
     return {"cosine=dot": float(np.mean(best["cosine"] == best["dot"])),
             "cosine=euclidean": float(np.mean(best["cosine"] == best["euclidean"])),
             "doc_norm_cv": float(norms.std() / norms.mean())}
+
+
+def separation_ratio(queries: np.ndarray, positives: np.ndarray) -> float:
+    """How far an untrained-for-retrieval embedding already separates a query's own document from
+    the others, in units of the spread of the others:
+
+        SR = (mean cos(q_i, d_i) - mean_{j != i} cos(q_i, d_j)) / std_{j != i} cos(q_i, d_j)
+
+    The LBR paper names a "Separation Ratio" that should predict what generative learning buys
+    before contrastive learning, but does not define it. This is our definition: a d'-style
+    signal-to-noise ratio. Dividing by the negatives' spread makes it blind to anisotropy (a space
+    where every cosine is 0.99 but positives sit 3 standard deviations above is well separated).
+    """
+    q, d = _unit(np.asarray(queries, np.float64)), _unit(np.asarray(positives, np.float64))
+    if q.shape != d.shape or len(q) < 2:
+        raise ValueError("need at least two (query, positive) pairs of equal shape")
+    sims = q @ d.T
+    pos = np.diag(sims)
+    neg = sims[~np.eye(len(q), dtype=bool)]
+    return float((pos.mean() - neg.mean()) / max(neg.std(), 1e-12))

@@ -67,3 +67,34 @@ def paired_bars(frame: pd.DataFrame, label: str, columns: list[str], title: str,
     ax.legend(fontsize=8, frameon=False)
     ax.spines[["top", "right"]].set_visible(False)
     return ax
+
+
+def mean_std_bars(summary: pd.DataFrame, group: str, series: str, title: str, ylabel: str, ax=None):
+    """Bars of ``summary["mean"]`` with ``summary["std"]`` error bars: one group per ``group`` level,
+    one bar per ``series`` level (``summary`` is indexed by both, as :func:`lbr_utils.report.mean_std` returns)."""
+    means = summary["mean"].unstack(series)
+    stds = summary["std"].unstack(series).reindex_like(means)
+    ax = ax or plt.subplots(figsize=(8, 3.6))[1]
+    width = 0.8 / means.shape[1]
+    x = np.arange(means.shape[0])
+    for i, name in enumerate(means.columns):
+        ax.bar(x + i * width, means[name], width, yerr=stds[name].fillna(0), capsize=2, label=name)
+    ax.set_xticks(x + width * (means.shape[1] - 1) / 2, means.index)
+    ax.set_xlabel(group)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=7, frameon=False, ncol=2)
+    ax.spines[["top", "right"]].set_visible(False)
+    return ax
+
+
+def mask_plot(allowed: np.ndarray, labels: list[str], title: str, ax=None):
+    """An attention mask as a grid: row = query token, column = key token, dark = may attend."""
+    ax = ax or plt.subplots(figsize=(0.28 * len(labels) + 1.5, 0.28 * len(labels) + 1.2))[1]
+    ax.imshow(np.asarray(allowed, dtype=float), cmap="Greys", vmin=0, vmax=1)
+    ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax.set_xlabel("key (attended to)")
+    ax.set_ylabel("query (attending)")
+    ax.set_title(title)
+    return ax

@@ -15,6 +15,9 @@ from dataclasses import dataclass
 
 import torch
 
+from .masks import bottleneck_count
+from .models import BOTTLENECK_TOKEN
+
 # PromptEOL (Jiang et al., 2023): squeeze the meaning into the next word, read the last state.
 PROMPTEOL_TEMPLATE = 'This sentence : "{}" means in one word:"'
 # Echo embeddings (Springer et al., 2024): in the second copy every token has seen the whole text.
@@ -52,11 +55,14 @@ POOL_FNS = {"first": first_pool, "last": last_pool, "mean": mean_pool, "weighted
 
 @dataclass(frozen=True)
 class Pooling:
-    """A named pooling: an input format (``plain``, ``prompteol``, ``echo``) and a pool function."""
+    """A named pooling: an input format (``plain``, ``prompteol``, ``echo``, ``bottleneck``) and a
+    pool function. ``ratio`` is the compression ratio of the ``bottleneck`` format (LBR's embedding:
+    the text, then ``ceil(len / ratio)`` bottleneck tokens, read at the last of them)."""
 
     name: str
     input_format: str
     pool: str
+    ratio: float = 0.0
 
 
 POOLINGS = {p.name: p for p in [
@@ -69,14 +75,46 @@ POOLINGS = {p.name: p for p in [
 ]}
 
 
-def get_pooling(name: str) -> Pooling:
+def bottleneck_pooling(ratio: float) -> Pooling:
+    """LBR's embedding: the last bottleneck token's state after ``[x, B]``, causal attention kept."""
+    bottleneck_count(1, ratio)  # validates the ratio
+    return Pooling(f"bottleneck (r={ratio:g})", "bottleneck", "last", ratio)
+
+
+def get_pooling(name: str | Pooling) -> Pooling:
+    if isinstance(name, Pooling):
+        return name
     if name not in POOLINGS:
         raise ValueError(f"unknown pooling {name!r}; choose one of {', '.join(POOLINGS)}")
     return POOLINGS[name]
 
 
-def _ids(tokenizer, text: str) -> list[int]:
+def token_ids(tokenizer, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def bos_ids(tokenizer) -> list[int]:
+    """``[bos]`` for tokenizers that prepend one (Llama, Qwen's do not), else ``[]``."""
+    if getattr(tokenizer, "add_bos_token", False) and tokenizer.bos_token_id is not None:
+        return [tokenizer.bos_token_id]
+    return []
+
+
+def bottleneck_ids(tokenizer) -> list[int]:
+    """Ids of the bottleneck tokens ``<bn_0>, <bn_1>, ...`` the tokenizer holds, in order."""
+    vocab, out = tokenizer.get_vocab(), []
+    while (token := BOTTLENECK_TOKEN.format(len(out))) in vocab:
+        out.append(vocab[token])
+    return out
+
+
+def with_bottleneck(tokenizer, body: list[int], ratio: float, available: list[int]) -> list[int]:
+    """``body`` followed by its ``ceil(len / ratio)`` bottleneck tokens."""
+    k = bottleneck_count(len(body), ratio)
+    if k > len(available):
+        raise ValueError(f"{len(body)} tokens at ratio {ratio:g} need {k} bottleneck tokens but the tokenizer has "
+                         f"{len(available)}: call add_bottleneck_tokens(model, tokenizer, k) with k >= {k}")
+    return body + available[:k]
 
 
 def build_inputs(tokenizer, texts: list[str], pooling: Pooling, max_length: int) -> dict[str, torch.Tensor]:
@@ -86,18 +124,22 @@ def build_inputs(tokenizer, texts: list[str], pooling: Pooling, max_length: int)
     template never pushes the text out. Padding follows ``tokenizer.padding_side``.
     """
     rows: list[tuple[list[int], list[int]]] = []  # (ids, pool flags)
-    bos = [tokenizer.bos_token_id] if getattr(tokenizer, "add_bos_token", False) and tokenizer.bos_token_id is not None else []
+    bos = bos_ids(tokenizer)
+    available = bottleneck_ids(tokenizer) if pooling.input_format == "bottleneck" else []
     for text in texts:
-        body = _ids(tokenizer, text)[:max_length]
+        body = token_ids(tokenizer, text)[:max_length]
         if pooling.input_format == "plain":
             ids, flags = bos + body, [0] * len(bos) + [1] * len(body)
         elif pooling.input_format == "prompteol":
             pre, post = PROMPTEOL_TEMPLATE.split("{}")
-            ids = bos + _ids(tokenizer, pre) + body + _ids(tokenizer, post)
+            ids = bos + token_ids(tokenizer, pre) + body + token_ids(tokenizer, post)
             flags = [1] * len(ids)
         elif pooling.input_format == "echo":
-            first = bos + _ids(tokenizer, ECHO_TEMPLATE[0]) + body + _ids(tokenizer, ECHO_TEMPLATE[1])
+            first = bos + token_ids(tokenizer, ECHO_TEMPLATE[0]) + body + token_ids(tokenizer, ECHO_TEMPLATE[1])
             ids, flags = first + body, [0] * len(first) + [1] * len(body)
+        elif pooling.input_format == "bottleneck":
+            ids = with_bottleneck(tokenizer, bos + body, pooling.ratio, available)
+            flags = [0] * (len(bos) + len(body)) + [1] * (len(ids) - len(bos) - len(body))
         else:
             raise ValueError(f"unknown input format {pooling.input_format!r}")
         rows.append((ids, flags))

@@ -2,11 +2,13 @@
 
 `smoke` proves in CI that every notebook executes; `cpu` is what a reader runs on a laptop and what
 produces the book's numbers; `gpu` is paper scale. A notebook only ever asks for `get_profile(name)`,
-so changing a size here changes it everywhere.
+so changing a size here changes it everywhere. ``LBR_MODEL=<hub id or path>`` swaps the model of
+every profile (e.g. ``Qwen/Qwen2.5-1.5B`` on a GPU); the results files record which model ran.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field, replace
 
 PROFILE_NAMES = ("smoke", "cpu", "gpu")
@@ -32,6 +34,9 @@ class Profile:
     embed_batch_size: int = 32
     # Optimiser steps of one contrastive / generative training run.
     train_steps: int = 40
+    # Optimiser steps of one generative (stage-1) run, and held-out questions answered per generation test.
+    generative_steps: int = 60
+    n_generate: int = 64
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -42,15 +47,18 @@ _PROFILES = {
     "smoke": Profile(
         name="smoke", model="smollm2-135m", n_gl=64, n_cl=64, n_eval=24, n_distractors=40,
         n_sts=40, seeds=(0,), batch_size=4, max_length=32, train_steps=2,
+        generative_steps=2, n_generate=3,
     ),
     "cpu": Profile(
         name="cpu", model="smollm2-135m", n_gl=2000, n_cl=1000, n_eval=300, n_distractors=700,
         n_sts=None, seeds=(0, 1, 2), batch_size=16, max_length=128, train_steps=30,
+        generative_steps=60, n_generate=64,
     ),
     "gpu": Profile(
         name="gpu", model="Qwen/Qwen2.5-1.5B", n_gl=150_000, n_cl=50_000, n_eval=20_000,
         n_distractors=20_000, n_sts=None, seeds=(0, 1, 2), batch_size=64, max_length=256,
         embed_batch_size=128, train_steps=2000,
+        generative_steps=4000, n_generate=1000,
     ),
 }
 
@@ -59,4 +67,6 @@ def get_profile(name: str, **overrides) -> Profile:
     """Return the named profile, optionally with fields overridden (e.g. ``model=...``)."""
     if name not in _PROFILES:
         raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILE_NAMES)}")
+    if os.environ.get("LBR_MODEL") and "model" not in overrides:
+        overrides["model"] = os.environ["LBR_MODEL"]  # run every notebook on another model, unchanged
     return replace(_PROFILES[name], **overrides) if overrides else _PROFILES[name]

@@ -92,3 +92,30 @@ def test_minilm_ranks_a_paraphrase_above_an_unrelated_text():
     assert a.shape == (384,)
     cos = lambda x, y: x @ y / np.linalg.norm(x) / np.linalg.norm(y)  # noqa: E731
     assert cos(a, b) > cos(a, c) + 0.2
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_bottleneck_embedding_alone_equals_it_in_a_padded_batch(side):
+    from lbr_utils.models import add_bottleneck_tokens, build_tiny
+    from lbr_utils.pooling import bottleneck_pooling
+
+    model, tok = build_tiny()
+    add_bottleneck_tokens(model, tok, 16)
+    tok.padding_side = side
+    pooling = bottleneck_pooling(2)
+    batch = LLMEmbedder(model, tok, pooling=pooling, batch_size=8).embed(TEXTS)
+    alone = np.stack([LLMEmbedder(model, tok, pooling=pooling).embed([t])[0] for t in TEXTS])
+    np.testing.assert_allclose(batch, alone, atol=1e-5)
+    # The vector is the last bottleneck token's state: [x, B] with B = ceil(len(x) / 2) tokens.
+    inputs = build_inputs(tok, [TEXTS[1]], pooling, max_length=64)
+    n_x = len(tok(TEXTS[1], add_special_tokens=False)["input_ids"])
+    assert inputs["pool_mask"][0].sum() == -(-n_x // 2) and inputs["input_ids"].shape[1] == n_x + -(-n_x // 2)
+
+
+def test_bottleneck_pooling_without_enough_tokens_says_what_to_do(tiny):
+    from lbr_utils.pooling import bottleneck_pooling
+
+    with pytest.raises(ValueError, match="add_bottleneck_tokens"):
+        build_inputs(tiny[1], [TEXTS[1]], bottleneck_pooling(2), max_length=64)
+    with pytest.raises(ValueError, match="ratio"):
+        bottleneck_pooling(0)

@@ -1,0 +1,195 @@
+"""Learn Before Represent (Liang et al.): stage 1, information-bottleneck-constrained generative
+learning (IB-GL), and the plumbing that lets stage 2 start from its checkpoint.
+
+Stage 1 reads ``[x, B, y]`` under the mask of :mod:`lbr_utils.masks` and learns to predict ``y``
+from the bottleneck ``B`` alone, so the domain knowledge it learns is written *into the states that
+stage 2 reads as the embedding*. Two data styles, as in the paper:
+
+* ``sft``: x = question, y = answer (a labelled QA pair);
+* ``pt``: x = y = an unlabelled domain text, reconstructed through the bottleneck.
+
+With ``bottleneck=False`` the same code is the standard generative baseline (GL): ``[x, y]``, plain
+causal attention, the loss on ``y`` (``pt``: the loss on the whole text, ordinary pre-training).
+
+Stage 2 (GR-CL) is the contrastive recipe of chapter 3 with :func:`lbr_utils.pooling.bottleneck_pooling`;
+:func:`stage1_model` trains a stage-1 model once per config and caches it, so every experiment
+that needs "IB-GL on medical, seed 1" shares one checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .contrastive import PairBatcher
+from .data import QARecord
+from .masks import BOTTLENECK, INPUT, PAD, TARGET, ib_attention_mask
+from .models import add_bottleneck_tokens, cache_dir, load_causal_lm
+from .pooling import bos_ids, bottleneck_ids, token_ids, with_bottleneck
+from .train import TrainConfig, TrainResult, train
+
+STYLES = ("sft", "pt")
+
+
+@dataclass(frozen=True)
+class GenerativeConfig:
+    """One stage-1 run. ``bottleneck=False`` is standard GL; ``ratio`` is r = len(x) / k."""
+
+    style: str = "sft"
+    bottleneck: bool = True
+    ratio: float = 8.0
+    steps: int = 40
+    batch_size: int = 16
+    lr: float = 5e-5
+    max_input: int = 64
+    max_target: int = 32
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.style not in STYLES:
+            raise ValueError(f"unknown style {self.style!r}; choose one of {', '.join(STYLES)}")
+        if self.ratio <= 0:
+            raise ValueError(f"compression ratio must be > 0, got {self.ratio}")
+
+    @property
+    def max_bottleneck(self) -> int:
+        """Bottleneck tokens to add to the vocabulary: enough for the longest input (with a BOS)."""
+        return math.ceil((self.max_input + 1) / self.ratio)
+
+    def pairs(self, records: list[QARecord]) -> list[tuple[str, str]]:
+        """(x, y) texts of this style."""
+        return [(r.question, r.answer) if self.style == "sft" else (r.answer, r.answer) for r in records]
+
+
+def build_generative_batch(tokenizer, pairs: list[tuple[str, str]], max_input: int, max_target: int,
+                           ratio: float | None = None, bottleneck_sees_input: bool = True,
+                           padding_side: str | None = None, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+    """Token ids, labels, positions and attention mask for a batch of (x, y) pairs.
+
+    ``ratio`` given: ``[x, B, y]`` under the information-bottleneck mask (a 4D float mask).
+    ``ratio=None``: ``[x, y]`` with ordinary causal attention (a 2D padding mask, so attention keeps
+    its fast path). Labels are -100 everywhere but on ``y`` (plus its EOS); with an empty ``x`` and
+    no bottleneck that is plain language modelling of ``y``.
+    """
+    bos, available = bos_ids(tokenizer), bottleneck_ids(tokenizer) if ratio is not None else []
+    rows = []
+    for x, y in pairs:
+        head = bos + token_ids(tokenizer, x)[:max_input]
+        target = token_ids(tokenizer, y)[:max_target] + [tokenizer.eos_token_id]
+        ids = head if ratio is None else with_bottleneck(tokenizer, head, ratio, available)
+        segments = [INPUT] * len(head) + [BOTTLENECK] * (len(ids) - len(head)) + [TARGET] * len(target)
+        rows.append((ids + target, segments))
+    width = max(len(ids) for ids, _ in rows)
+    left = (padding_side or tokenizer.padding_side) == "left"
+    input_ids, seg = [], []
+    for ids, segments in rows:
+        pad = width - len(ids)
+        input_ids.append([tokenizer.pad_token_id] * pad + ids if left else ids + [tokenizer.pad_token_id] * pad)
+        seg.append([PAD] * pad + segments if left else segments + [PAD] * pad)
+    input_ids, segments = torch.tensor(input_ids), torch.tensor(seg)
+    real = segments != PAD
+    batch = {"input_ids": input_ids, "segments": segments,
+             "labels": input_ids.masked_fill(segments != TARGET, -100),
+             "position_ids": (real.cumsum(1) - 1).clamp(min=0)}
+    batch["attention_mask"] = (ib_attention_mask(segments, dtype, bottleneck_sees_input) if ratio is not None
+                               else real.long())
+    return batch
+
+
+def target_token_losses(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Next-token loss of every target token, (batch, seq) with zeros elsewhere.
+
+    The token at position t is predicted from position t - 1: the first target token from the last
+    bottleneck token (which has seen x), every later one from a target token (which has not)."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                   position_ids=batch["position_ids"]).logits
+    return shifted_token_losses(logits, batch["labels"])
+
+
+def shifted_token_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of ``labels[:, t]`` under ``logits[:, t - 1]``, (batch, seq), zero where labels are -100."""
+    labels = labels[:, 1:]
+    losses = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), labels.clamp(min=0), reduction="none")
+    return F.pad(losses * (labels != -100), (1, 0))
+
+
+def generative_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean next-token loss over the batch's target tokens."""
+    return target_token_losses(model, batch).sum() / (batch["labels"] != -100).sum().clamp(min=1)
+
+
+def train_generative(model, tokenizer, records: list[QARecord], cfg: GenerativeConfig,
+                     show_progress: bool = True) -> TrainResult:
+    """Stage 1 (IB-GL) or standard GL on ``records``: full fine-tuning, in place."""
+    if not records:
+        raise ValueError("generative learning needs at least one record")
+    if cfg.bottleneck:
+        # The new tokens' embeddings must learn, so this is full fine-tuning rather than LoRA.
+        add_bottleneck_tokens(model, tokenizer, cfg.max_bottleneck)
+    batcher, pairs = PairBatcher(records, cfg.batch_size, cfg.seed), cfg.pairs(records)
+    device = next(model.parameters()).device
+
+    def batch_at(step: int) -> dict[str, torch.Tensor]:
+        chosen = [pairs[i] for i in batcher.indices(step)]
+        batch = build_generative_batch(tokenizer, chosen, cfg.max_input, cfg.max_target,
+                                       cfg.ratio if cfg.bottleneck else None)
+        return {k: v.to(device) for k, v in batch.items()}
+
+    return train(model, lambda batch: generative_loss(model, batch), batch_at,
+                 TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup_steps=max(1, cfg.steps // 10), seed=cfg.seed,
+                             show_progress=show_progress))
+
+
+def source_fingerprint() -> str:
+    """A hash of the package's code: a cached checkpoint or score made by other code is not reused."""
+    root = Path(__file__).parent
+    files = sorted(root.rglob("*.py"))
+    return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:16]
+
+
+def cache_key(**parts) -> str:
+    """A short hash of ``parts`` (configs, data sizes, seed...) plus the code fingerprint."""
+    blob = json.dumps({**parts, "code": source_fingerprint()}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def cached_json(kind: str, key: str, compute):
+    """``compute()`` once per key, its JSON-able result kept in ``$LBR_CACHE/<kind>/<key>.json``.
+    Experiments that share a run (Table 4's causal column *is* Table 3's GL+CL row) share it here."""
+    path = cache_dir() / kind / f"{key}.json"
+    if not path.exists():
+        value = compute()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(value, default=str))
+        tmp.rename(path)
+    return json.loads(path.read_text())
+
+
+def stage1_model(model_name: str, domain: str, records: list[QARecord], cfg: GenerativeConfig,
+                 show_progress: bool = False):
+    """The stage-1 model for (model, domain, data, config), trained once and then loaded from the
+    cache (``$LBR_CACHE/stage1/<hash>``, about 270 MB each for SmolLM2). Returns (model, tokenizer, info) where ``info`` holds the
+    training losses and wall time of the run that made the checkpoint."""
+    key = cache_key(model=model_name, domain=domain, records=[r.id for r in records], cfg=asdict(cfg))
+    path = cache_dir() / "stage1" / key
+    if not (path / "stage1.json").exists():
+        model, tok = load_causal_lm(model_name)
+        result = train_generative(model, tok, records, cfg, show_progress=show_progress)
+        tmp = path.with_name(path.name + ".tmp")
+        # Stored in bf16 (half the disk of fp32: the cpu study keeps ~50 checkpoints); every consumer,
+        # the first included, loads this copy back, so all see the same weights. Under bf16 autocast
+        # the matmuls round weights to bf16 anyway.
+        model.to(torch.bfloat16).save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        (tmp / "stage1.json").write_text(json.dumps({"config": asdict(cfg), "domain": domain,
+                                                     "model": model_name, **result.to_dict()}))
+        tmp.rename(path)
+    model, tok = load_causal_lm(str(path))
+    return model, tok, json.loads((path / "stage1.json").read_text())
