@@ -25,36 +25,48 @@ def keep_last_positions(cache, k: int):
 
 
 @torch.no_grad()
-def prefill(model, tokenizer, text: str, max_input: int, ratio: float | None = None):
+def prefill(model, tokenizer, text: str, max_input: int, ratio: float | None = None, suffix: str = ""):
     """Run the prompt once; return (logits at its last position, cache, next position id).
 
-    With ``ratio``, the prompt is ``[x, B]`` and the cache keeps only B: what the target may see."""
+    With ``ratio``, the prompt is ``[x, B]`` and the cache keeps only B, what the target may see;
+    ``suffix`` (a question about x) is then read on top of that cache, seeing B but not x."""
     device = next(model.parameters()).device
     ids = bos_ids(tokenizer) + token_ids(tokenizer, text)[:max_input]
     n_input = len(ids)
     if ratio is not None:
         ids = with_bottleneck(tokenizer, ids, ratio, bottleneck_ids(tokenizer))
+    suffix_ids = token_ids(tokenizer, suffix) if suffix else []
+    if ratio is None:
+        ids, suffix_ids = ids + suffix_ids, []
     out = model(input_ids=torch.tensor([ids], device=device), use_cache=True)
-    cache = out.past_key_values
+    cache, position = out.past_key_values, len(ids)
     if ratio is not None:
         keep_last_positions(cache, len(ids) - n_input)
-    return out.logits[:, -1], cache, len(ids)
+    if suffix_ids:
+        positions = torch.arange(position, position + len(suffix_ids), device=device).unsqueeze(0)
+        out = model(input_ids=torch.tensor([suffix_ids], device=device), past_key_values=cache, use_cache=True,
+                    position_ids=positions)
+        cache, position = out.past_key_values, position + len(suffix_ids)
+    return out.logits[:, -1], cache, position
 
 
 @torch.no_grad()
 def greedy_generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 32, max_input: int = 64,
-                    ratio: float | None = None, show_progress: bool = False) -> list[str]:
+                    ratio: float | None = None, suffixes: Sequence[str] | None = None,
+                    show_progress: bool = False) -> list[str]:
     """Greedy continuation of each prompt (one at a time: no padding to get wrong, and the KV cache
-    makes each step one token). ``ratio``: decode from the bottleneck only (an IB-GL model)."""
+    makes each step one token). ``ratio``: decode from the bottleneck only (an IB-GL model);
+    ``suffixes``: a text per prompt read after it (after the bottleneck, if any)."""
     if not prompts:
         raise ValueError("greedy_generate() got no prompts")
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    suffixes = list(suffixes) if suffixes is not None else [""] * len(prompts)
     model.eval()
     device = next(model.parameters()).device
     outputs = []
-    for prompt in tqdm(prompts, desc="generate", disable=not show_progress):
-        logits, cache, position = prefill(model, tokenizer, prompt, max_input, ratio)
+    for prompt, suffix in tqdm(list(zip(prompts, suffixes)), desc="generate", disable=not show_progress):
+        logits, cache, position = prefill(model, tokenizer, prompt, max_input, ratio, suffix)
         new: list[int] = []
         for _ in range(max_new_tokens):
             token = int(logits.argmax(-1))

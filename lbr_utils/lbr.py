@@ -23,6 +23,7 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -67,37 +68,50 @@ class GenerativeConfig:
         return [(r.question, r.answer) if self.style == "sft" else (r.answer, r.answer) for r in records]
 
 
-def build_generative_batch(tokenizer, pairs: list[tuple[str, str]], max_input: int, max_target: int,
-                           ratio: float | None = None, bottleneck_sees_input: bool = True,
-                           padding_side: str | None = None, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
-    """Token ids, labels, positions and attention mask for a batch of (x, y) pairs.
+def build_generative_batch(tokenizer, examples: Sequence[tuple[str, ...]], max_input: int, max_target: int,
+                           ratio: float | Sequence[float | None] | None = None, bottleneck_sees_input: bool = True,
+                           padding_side: str | None = None, dtype: torch.dtype = torch.float32,
+                           max_prompt: int = 32) -> dict[str, torch.Tensor]:
+    """Token ids, labels, positions and attention mask for a batch of ``(x, y)`` or ``(x, prompt, y)``.
 
-    ``ratio`` given: ``[x, B, y]`` under the information-bottleneck mask (a 4D float mask).
-    ``ratio=None``: ``[x, y]`` with ordinary causal attention (a 2D padding mask, so attention keeps
-    its fast path). Labels are -100 everywhere but on ``y`` (plus its EOS); with an empty ``x`` and
-    no bottleneck that is plain language modelling of ``y``.
+    With a ratio, a row is ``[x, B, prompt, y]`` under the information-bottleneck mask (prompt and y
+    see only B and each other); without one it is ``[x, prompt, y]`` read causally. ``ratio`` may be
+    one value or one per row (``None`` rows are plain), so one batch can mix compressed and plain
+    reading. A batch with no bottleneck row gets a 2D padding mask (attention keeps its fast path);
+    otherwise a float 4D mask. Labels are -100 everywhere but on ``y`` and its EOS; with an empty
+    ``x`` and no bottleneck that is plain language modelling of ``y``.
     """
-    bos, available = bos_ids(tokenizer), bottleneck_ids(tokenizer) if ratio is not None else []
+    ratios = list(ratio) if isinstance(ratio, (list, tuple)) else [ratio] * len(examples)
+    if len(ratios) != len(examples):
+        raise ValueError("need one ratio per example")
+    bos = bos_ids(tokenizer)
+    available = bottleneck_ids(tokenizer) if any(r is not None for r in ratios) else []
     rows = []
-    for x, y in pairs:
+    for example, r in zip(examples, ratios):
+        x, prompt, y = example if len(example) == 3 else (example[0], "", example[1])
         head = bos + token_ids(tokenizer, x)[:max_input]
+        middle = token_ids(tokenizer, prompt)[:max_prompt] if prompt else []
         target = token_ids(tokenizer, y)[:max_target] + [tokenizer.eos_token_id]
-        ids = head if ratio is None else with_bottleneck(tokenizer, head, ratio, available)
-        segments = [INPUT] * len(head) + [BOTTLENECK] * (len(ids) - len(head)) + [TARGET] * len(target)
-        rows.append((ids + target, segments))
-    width = max(len(ids) for ids, _ in rows)
+        ids = head if r is None else with_bottleneck(tokenizer, head, r, available)
+        after = TARGET if r is not None else INPUT  # plain rows: one causal block
+        segments = [INPUT] * len(head) + [BOTTLENECK] * (len(ids) - len(head)) + [after] * (len(middle) + len(target))
+        loss = [False] * (len(ids) + len(middle)) + [True] * len(target)
+        rows.append((ids + middle + target, segments, loss))
+    width = max(len(ids) for ids, _, _ in rows)
     left = (padding_side or tokenizer.padding_side) == "left"
-    input_ids, seg = [], []
-    for ids, segments in rows:
-        pad = width - len(ids)
-        input_ids.append([tokenizer.pad_token_id] * pad + ids if left else ids + [tokenizer.pad_token_id] * pad)
-        seg.append([PAD] * pad + segments if left else segments + [PAD] * pad)
-    input_ids, segments = torch.tensor(input_ids), torch.tensor(seg)
+
+    def pad(values: list, fill) -> list:
+        n = width - len(values)
+        return [fill] * n + values if left else values + [fill] * n
+
+    input_ids = torch.tensor([pad(ids, tokenizer.pad_token_id) for ids, _, _ in rows])
+    segments = torch.tensor([pad(seg, PAD) for _, seg, _ in rows])
+    loss = torch.tensor([pad(flags, False) for _, _, flags in rows])
     real = segments != PAD
-    batch = {"input_ids": input_ids, "segments": segments,
-             "labels": input_ids.masked_fill(segments != TARGET, -100),
+    batch = {"input_ids": input_ids, "segments": segments, "labels": input_ids.masked_fill(~loss, -100),
              "position_ids": (real.cumsum(1) - 1).clamp(min=0)}
-    batch["attention_mask"] = (ib_attention_mask(segments, dtype, bottleneck_sees_input) if ratio is not None
+    compressed = any(r is not None for r in ratios)
+    batch["attention_mask"] = (ib_attention_mask(segments, dtype, bottleneck_sees_input) if compressed
                                else real.long())
     return batch
 
@@ -146,10 +160,16 @@ def train_generative(model, tokenizer, records: list[QARecord], cfg: GenerativeC
                              show_progress=show_progress))
 
 
+# The modules whose code decides a trained model's weights or its scores; plots, notebooks and
+# reports may change without invalidating the cache.
+_NUMERIC_MODULES = ("lbr.py", "masks.py", "train.py", "models.py", "pooling.py", "contrastive.py", "losses.py",
+                    "embedders.py", "evaluate.py", "generate.py", "geometry.py", "lbr_study.py")
+
+
 def source_fingerprint() -> str:
-    """A hash of the package's code: a cached checkpoint or score made by other code is not reused."""
+    """A hash of the code behind a cached checkpoint or score: change it and the cache is not reused."""
     root = Path(__file__).parent
-    files = sorted(root.rglob("*.py"))
+    files = [root / m for m in _NUMERIC_MODULES] + sorted((root / "data").glob("*.py"))
     return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:16]
 
 

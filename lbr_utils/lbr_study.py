@@ -65,10 +65,12 @@ def run_cell(profile: Profile, domain: str, seed: int, name: str, stage1: Genera
                                                                 show_progress)) | {"name": name}
 
 
-def _compute_cell(profile, domain, seed, stage1, stage2, generate, show_progress) -> dict[str, list]:
+def trained_embedder(profile: Profile, domain: str, seed: int, stage1: GenerativeConfig | None,
+                     stage2: ContrastiveConfig | None, show_progress: bool = False) -> tuple[LLMEmbedder, list[dict]]:
+    """The base LLM, after stage 1 and/or stage 2 as given, as an embedder (the bottleneck embedding
+    unless ``stage2`` names another pooling); plus a row per training stage (time, steps, final loss)."""
     splits = load_domain(domain, profile, seed)
     ratio = stage1.ratio if stage1 is not None and stage1.bottleneck else RATIO
-    default1, _ = configs(profile, seed, ratio)
     training = []
     if stage1 is None:
         model, tok = load_causal_lm(profile.model)
@@ -76,7 +78,7 @@ def _compute_cell(profile, domain, seed, stage1, stage2, generate, show_progress
         model, tok, info = stage1_model(profile.model, domain, splits.gl, stage1, show_progress=show_progress)
         training.append({"stage": 1, "seconds": info["wall_time_s"], "steps": len(info["losses"]),
                          "final_loss": float(np.mean(info["losses"][-5:]))})
-    add_bottleneck_tokens(model, tok, default1.max_bottleneck)  # a no-op after IB-GL
+    add_bottleneck_tokens(model, tok, configs(profile, seed, ratio)[0].max_bottleneck)  # a no-op after IB-GL
     if stage2 is not None:
         embedder, result = train_contrastive(model, tok, splits.cl, stage2, show_progress=show_progress)
         training.append({"stage": 2, "seconds": result.wall_time_s, "steps": len(result.losses),
@@ -84,6 +86,12 @@ def _compute_cell(profile, domain, seed, stage1, stage2, generate, show_progress
     else:
         embedder = LLMEmbedder(model, tok, pooling=bottleneck_pooling(ratio))
     embedder.bf16, embedder.max_length = True, profile.max_length
+    return embedder, training
+
+
+def _compute_cell(profile, domain, seed, stage1, stage2, generate, show_progress) -> dict[str, list]:
+    splits = load_domain(domain, profile, seed)
+    embedder, training = trained_embedder(profile, domain, seed, stage1, stage2, show_progress)
     out = {"retrieval": evaluate_models({"model": embedder}, {domain: splits.eval}).to_dict(orient="records"),
            "training": training}
     if stage2 is None:
@@ -92,8 +100,8 @@ def _compute_cell(profile, domain, seed, stage1, stage2, generate, show_progress
         out["separation"] = [{"separation_ratio": separation_ratio(q, d)}]
     if generate:
         through = stage1 is not None and stage1.bottleneck and stage2 is None
-        out["generation"] = [_generation(embedder.model, tok, splits.eval_records[:profile.n_generate],
-                                         stage1 or default1, through_bottleneck=through)]
+        out["generation"] = [_generation(embedder.model, embedder.tokenizer, splits.eval_records[:profile.n_generate],
+                                         stage1 or configs(profile, seed)[0], through_bottleneck=through)]
     return out
 
 

@@ -35,8 +35,8 @@ class Profile:
     # Optimiser steps of one contrastive / generative training run.
     train_steps: int = 40
     # Optimiser steps of one generative (stage-1) run, and held-out questions answered per generation test.
-    generative_steps: int = 60
-    n_generate: int = 64
+    generative_steps: int = 40
+    n_generate: int = 32
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -52,7 +52,7 @@ _PROFILES = {
     "cpu": Profile(
         name="cpu", model="smollm2-135m", n_gl=2000, n_cl=1000, n_eval=300, n_distractors=700,
         n_sts=None, seeds=(0, 1, 2), batch_size=16, max_length=128, train_steps=30,
-        generative_steps=60, n_generate=64,
+        generative_steps=40, n_generate=32,
     ),
     "gpu": Profile(
         name="gpu", model="Qwen/Qwen2.5-1.5B", n_gl=150_000, n_cl=50_000, n_eval=20_000,

@@ -190,3 +190,34 @@ def test_greedy_generation_and_its_scores(tiny_bn):
     assert perfect["BLEU-4"] == pytest.approx(100) and perfect["ROUGE-L"] == pytest.approx(100)
     # ROUGE-L by hand: LCS("the cat sat", "the dog sat") = 2 tokens; P = R = 2/3 -> F1 = 2/3.
     assert generation_scores(["the cat sat"], ["the dog sat"])["ROUGE-L"] == pytest.approx(200 / 3)
+
+
+def test_a_plain_row_reads_the_same_inside_a_compressed_batch(tiny_bn):
+    """One batch may mix compressed rows (4D mask) and plain causal rows: a plain row's losses must
+    equal its losses in an all-plain batch (2D mask); a prompt row's loss sits on the answer only."""
+    model, tok = tiny_bn
+    examples = [("a passage about a drug", "what is it?", "aspirin"), ("another passage here", "and this?", "none")]
+    with torch.no_grad():
+        mixed = build_generative_batch(tok, examples, 32, 16, ratio=[RATIO, None])
+        plain = build_generative_batch(tok, examples[1:], 32, 16, ratio=None)
+        assert mixed["attention_mask"].dim() == 4 and plain["attention_mask"].dim() == 2
+        row = target_token_losses(model, mixed)[1][mixed["segments"][1] != P]
+        torch.testing.assert_close(row, target_token_losses(model, plain)[0], atol=1e-5, rtol=1e-4)
+    n_answer = len(tok("aspirin", add_special_tokens=False)["input_ids"]) + 1  # + EOS
+    assert int((mixed["labels"][0] != -100).sum()) == n_answer
+    prompt_ids = tok("what is it?", add_special_tokens=False)["input_ids"]
+    assert (mixed["segments"][0] == Y).sum() == len(prompt_ids) + n_answer  # the prompt cannot see x either
+
+
+def test_decoding_a_question_after_the_bottleneck_equals_the_masked_forward(tiny_bn):
+    model, tok = tiny_bn
+    x, q, y = "a passage about a drug and its uses", " which drug?", " aspirin"
+    batch = build_generative_batch(tok, [(x, q, y)], 32, 16, RATIO)
+    seg, labels = batch["segments"][0], batch["labels"][0]
+    with torch.no_grad():
+        masked = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                       position_ids=batch["position_ids"]).logits[0]
+        logits, cache, position = prefill(model, tok, x, 32, RATIO, suffix=q)
+    first_answer = int(torch.nonzero(labels != -100)[0])
+    assert position == first_answer and cache.get_seq_length() == int((seg != X).sum()) - (len(seg) - first_answer)
+    torch.testing.assert_close(logits[0], masked[first_answer - 1], atol=1e-4, rtol=1e-4)

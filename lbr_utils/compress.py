@@ -1,0 +1,196 @@
+"""Long-context compression with bottleneck (gist) tokens: chapter 6.
+
+The LBR mask read the other way round: a passage ``x`` is squeezed into ``k`` bottleneck tokens, and
+whatever comes after (a reconstruction of ``x``, or a question and its answer) sees only those ``k``
+states (Mu et al., 2023, gist tokens). At inference the passage can then be dropped from the KV cache:
+the model decodes from ``k`` entries instead of ``len(x)``.
+
+One model is trained on a mix of three ways to read a passage, so each is a fair, trained baseline
+for the others at the same token budget ``k = ceil(len(x) / r)``:
+
+* ``compressed``: ``[x, B, ...]`` under the bottleneck mask, ``r`` drawn per example from the sweep;
+* ``truncated``: the first ``k`` tokens of ``x``, read normally;
+* ``full``: all of ``x``, read normally (no budget: the ceiling).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .contrastive import PairBatcher
+from .data import QARecord
+from .generate import generation_scores, greedy_generate, prefill
+from .lbr import build_generative_batch, generative_loss
+from .masks import bottleneck_count
+from .models import add_bottleneck_tokens
+from .pooling import bos_ids, token_ids
+from .train import TrainConfig, TrainResult, train
+
+MODES = ("compressed", "truncated", "full")
+TASKS = ("reconstruct", "qa")
+
+
+@dataclass(frozen=True)
+class Example:
+    """A passage, and for QA a question about it with its short answer."""
+
+    passage: str
+    question: str = ""
+    answer: str = ""
+
+    @property
+    def task(self) -> str:
+        return "qa" if self.question else "reconstruct"
+
+
+def _fact(record: QARecord) -> tuple[str, str, str] | None:
+    """(fact text, question, answer) for records whose answer card names a code or a formula."""
+    if record.domain == "medical" and " (ICD-10-CM " in record.answer:
+        name = record.answer.split(" (ICD-10-CM ")[0]
+        return record.answer, f" Question: What is the ICD-10-CM code of {name}? Answer:", f" {record.entity}"
+    if record.domain == "chemistry" and record.group not in ("", "drug"):
+        return record.answer, f" Question: What is the molecular formula of {record.entity}? Answer:", f" {record.group}"
+    return None
+
+
+def qa_examples(records: list[QARecord], n: int, facts_per_passage: int = 3, seed: int = 0) -> list[Example]:
+    """``n`` passages of ``facts_per_passage`` distinct facts, each asking about one of them (a
+    random position, so truncation cannot simply keep the answer)."""
+    facts = list({f[0]: f for r in records if (f := _fact(r))}.values())
+    if len(facts) < facts_per_passage:
+        raise ValueError(f"need at least {facts_per_passage} fact records, got {len(facts)}")
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        chosen = rng.sample(facts, facts_per_passage)
+        asked = rng.choice(chosen)
+        out.append(Example(" ".join(f[0] for f in chosen), asked[1], asked[2]))
+    return out
+
+
+def reconstruction_examples(records: list[QARecord], n: int, seed: int = 0) -> list[Example]:
+    """``n`` distinct passages to reconstruct: domain answer cards, or docstrings for the code domain
+    (Python-documentation-style text)."""
+    texts = list(dict.fromkeys(r.question if r.domain == "code" else r.answer for r in records))
+    random.Random(seed).shuffle(texts)
+    if not texts:
+        raise ValueError("no passages: the record list is empty")
+    return [Example(t) for t in texts[:n]]
+
+
+def truncate(tokenizer, passage: str, k: int) -> str:
+    """The first ``k`` tokens of ``passage`` (the same budget a bottleneck of ``k`` tokens gets)."""
+    return tokenizer.decode(token_ids(tokenizer, passage)[:k])
+
+
+def as_training_row(tokenizer, example: Example, mode: str, ratio: float, max_input: int) -> tuple[tuple, float | None]:
+    """(the ``build_generative_batch`` example, its ratio or None) for one way of reading it."""
+    target = (example.question, example.answer) if example.task == "qa" else ("", example.passage)
+    passage = example.passage
+    if mode == "truncated":
+        n = len(bos_ids(tokenizer)) + len(token_ids(tokenizer, passage)[:max_input])
+        passage = truncate(tokenizer, passage, bottleneck_count(n, ratio))
+    row = (passage, *target) if target[0] else (passage, target[1])
+    return row, (ratio if mode == "compressed" else None)
+
+
+@dataclass(frozen=True)
+class CompressionConfig:
+    ratios: tuple[float, ...] = (2.0, 4.0, 8.0, 16.0, 32.0)
+    steps: int = 100
+    batch_size: int = 16
+    lr: float = 5e-5
+    max_input: int = 96  # three medical facts fit
+    max_target: int = 64
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.ratios or min(self.ratios) <= 0:
+            raise ValueError(f"compression ratios must be > 0, got {self.ratios}")
+
+    @property
+    def max_bottleneck(self) -> int:
+        return math.ceil((self.max_input + 1) / min(self.ratios))
+
+
+def train_compressor(model, tokenizer, examples: list[Example], cfg: CompressionConfig,
+                     show_progress: bool = True) -> TrainResult:
+    """Full fine-tuning on the three reading modes, a mode and ratio drawn per example and step."""
+    add_bottleneck_tokens(model, tokenizer, cfg.max_bottleneck)
+    records = [QARecord(str(i), "", e.passage, e.answer, str(i)) for i, e in enumerate(examples)]
+    batcher = PairBatcher(records, cfg.batch_size, cfg.seed)
+    device = next(model.parameters()).device
+
+    def batch_at(step: int) -> dict[str, torch.Tensor]:
+        rng = random.Random(cfg.seed * 1_000_003 + step)
+        rows, ratios = zip(*[as_training_row(tokenizer, examples[i], rng.choice(MODES), rng.choice(cfg.ratios),
+                                             cfg.max_input) for i in batcher.indices(step)])
+        batch = build_generative_batch(tokenizer, rows, cfg.max_input, cfg.max_target, list(ratios))
+        return {k: v.to(device) for k, v in batch.items()}
+
+    return train(model, lambda batch: generative_loss(model, batch), batch_at,
+                 TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup_steps=max(1, cfg.steps // 10), seed=cfg.seed,
+                             show_progress=show_progress))
+
+
+def _normalise(text: str) -> str:
+    return " ".join(text.lower().split()).strip(" .")
+
+
+def token_accuracy(tokenizer, hypothesis: str, reference: str) -> float:
+    """Share of the reference's tokens reproduced at the same position."""
+    hyp, ref = token_ids(tokenizer, hypothesis), token_ids(tokenizer, reference)
+    return sum(h == r for h, r in zip(hyp, ref)) / max(1, len(ref))
+
+
+def evaluate_reading(model, tokenizer, examples: list[Example], mode: str, ratio: float, cfg: CompressionConfig,
+                     show_progress: bool = False) -> dict[str, float]:
+    """Reconstruction (BLEU-4, ROUGE-L, token accuracy) or QA (exact match) scores of one reading mode."""
+    if not examples:
+        raise ValueError("no examples to evaluate")
+    task = examples[0].task
+    rows = [as_training_row(tokenizer, e, mode, ratio, cfg.max_input)[0] for e in examples]
+    passages = [row[0] for row in rows]
+    suffixes = [e.question for e in examples]
+    hyps = greedy_generate(model, tokenizer, passages, max_new_tokens=cfg.max_target if task == "reconstruct" else 12,
+                           max_input=cfg.max_input, ratio=ratio if mode == "compressed" else None,
+                           suffixes=suffixes, show_progress=show_progress)
+    if task == "qa":
+        return {"exact_match": 100 * float(np.mean([_normalise(h) == _normalise(e.answer) for h, e in zip(hyps, examples)]))}
+    refs = [tokenizer.decode(token_ids(tokenizer, e.passage)[:cfg.max_target]) for e in examples]
+    return {**generation_scores(hyps, refs),
+            "token_accuracy": 100 * float(np.mean([token_accuracy(tokenizer, h, r) for h, r in zip(hyps, refs)]))}
+
+
+def cache_bytes(cache) -> int:
+    """Bytes held by a transformers KV cache (keys and values of every layer)."""
+    return sum(layer.keys.numel() * layer.keys.element_size() + layer.values.numel() * layer.values.element_size()
+               for layer in cache.layers)
+
+
+@torch.no_grad()
+def decoding_cost(model, tokenizer, passage: str, ratio: float | None, new_tokens: int = 32) -> dict[str, float]:
+    """Time per generated token and KV-cache size when decoding after ``passage``, full (``ratio=None``)
+    or compressed into ``ceil(len / ratio)`` bottleneck tokens. Quality does not matter here, only the
+    size of what each decoding step attends to."""
+    n = len(token_ids(tokenizer, passage))
+    start = time.perf_counter()
+    logits, cache, position = prefill(model, tokenizer, passage, n, ratio)
+    prefill_s = time.perf_counter() - start
+    size = cache_bytes(cache)
+    device = next(model.parameters()).device
+    start = time.perf_counter()
+    for _ in range(new_tokens):
+        token = logits.argmax(-1, keepdim=True)
+        out = model(input_ids=token, past_key_values=cache, use_cache=True,
+                    position_ids=torch.tensor([[position]], device=device))
+        logits, cache, position = out.logits[:, -1], out.past_key_values, position + 1
+    per_token = (time.perf_counter() - start) / new_tokens
+    return {"passage_tokens": n, "cache_entries": cache.get_seq_length() - new_tokens, "cache_mib": size / 2**20,
+            "prefill_s": prefill_s, "ms_per_token": 1000 * per_token}

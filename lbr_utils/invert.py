@@ -1,0 +1,130 @@
+"""Embedding inversion: recover a text from its embedding alone (chapter 7).
+
+The inverter follows GEIA / vec2text's first step (Li et al., 2023; Morris et al., 2023): a small
+MLP maps the embedding to ``m`` soft tokens, and a causal LM (SmolLM2 with LoRA) learns to write the
+text after that prefix. The decoder's only input is the prefix: it never sees a token of the text
+except the ones it has generated itself (teacher-forced during training).
+
+The defence is the simplest one a practitioner controls: Gaussian noise on the stored embeddings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .models import add_lora
+from .pooling import token_ids
+from .train import TrainConfig, TrainResult, train
+
+
+class Inverter(nn.Module):
+    """Embedding (dim ``embed_dim``) -> ``prefix_len`` soft tokens -> a LoRA-tuned causal LM."""
+
+    def __init__(self, model, tokenizer, embed_dim: int, prefix_len: int = 8, lora_rank: int = 16) -> None:
+        super().__init__()
+        if embed_dim < 1 or prefix_len < 1:
+            raise ValueError("embed_dim and prefix_len must be >= 1")
+        hidden = model.config.hidden_size
+        self.lm = add_lora(model, r=lora_rank, alpha=2 * lora_rank, dropout=0.0)
+        self.tokenizer, self.embed_dim, self.prefix_len = tokenizer, embed_dim, prefix_len
+        self.project = nn.Sequential(nn.Linear(embed_dim, hidden), nn.GELU(), nn.Linear(hidden, prefix_len * hidden))
+
+    def prefix(self, embeddings: torch.Tensor) -> torch.Tensor:
+        if embeddings.dim() != 2 or embeddings.shape[1] != self.embed_dim:
+            raise ValueError(f"expected embeddings of shape (batch, {self.embed_dim}), got {tuple(embeddings.shape)}")
+        e = F.normalize(embeddings.float(), dim=-1)  # only the direction: cosine is what retrieval keeps
+        return self.project(e).view(len(e), self.prefix_len, -1)
+
+    def forward(self, embeddings: torch.Tensor, target_ids: torch.Tensor, target_mask: torch.Tensor) -> torch.Tensor:
+        """Mean next-token loss of the targets given only the prefix (teacher forcing)."""
+        prefix = self.prefix(embeddings)
+        tokens = self.lm.get_input_embeddings()(target_ids)
+        inputs = torch.cat([prefix.to(tokens.dtype), tokens], 1)
+        mask = torch.cat([torch.ones(prefix.shape[:2], dtype=target_mask.dtype, device=target_mask.device), target_mask], 1)
+        logits = self.lm(inputs_embeds=inputs, attention_mask=mask).logits
+        # Position prefix_len - 1 + t predicts target token t.
+        pred = logits[:, self.prefix_len - 1:-1]
+        return F.cross_entropy(pred.float().transpose(1, 2), target_ids.masked_fill(target_mask == 0, -100))
+
+    @torch.no_grad()
+    def generate(self, embeddings: torch.Tensor, max_new_tokens: int = 32) -> list[str]:
+        """Greedy decoding from each embedding's prefix alone."""
+        self.eval()
+        out = []
+        for e in embeddings:
+            prefix = self.prefix(e.unsqueeze(0))
+            res = self.lm(inputs_embeds=prefix, use_cache=True)
+            cache, logits, new = res.past_key_values, res.logits[:, -1], []
+            for _ in range(max_new_tokens):
+                token = int(logits.argmax(-1))
+                if token == self.tokenizer.eos_token_id:
+                    break
+                new.append(token)
+                res = self.lm(input_ids=torch.tensor([[token]], device=prefix.device), past_key_values=cache, use_cache=True)
+                cache, logits = res.past_key_values, res.logits[:, -1]
+            out.append(self.tokenizer.decode(new, skip_special_tokens=True).strip())
+        return out
+
+
+@dataclass(frozen=True)
+class InversionConfig:
+    steps: int = 150
+    batch_size: int = 16
+    lr: float = 1e-3
+    prefix_len: int = 8
+    max_length: int = 32
+    seed: int = 0
+
+
+def _targets(tokenizer, texts: list[str], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    rows = [token_ids(tokenizer, t)[:max_length] + [tokenizer.eos_token_id] for t in texts]
+    width = max(map(len, rows))
+    ids = torch.tensor([r + [tokenizer.pad_token_id] * (width - len(r)) for r in rows])
+    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+    return ids, mask
+
+
+def train_inverter(inverter: Inverter, texts: list[str], embeddings: np.ndarray, cfg: InversionConfig,
+                   show_progress: bool = True) -> TrainResult:
+    """Teach ``inverter`` to write ``texts[i]`` from ``embeddings[i]``."""
+    if len(texts) != len(embeddings) or len(texts) < 2:
+        raise ValueError("need one embedding per text, and at least two texts")
+    vectors = torch.as_tensor(np.asarray(embeddings), dtype=torch.float32)
+    rng = np.random.default_rng(cfg.seed)
+    order = np.concatenate([rng.permutation(len(texts)) for _ in range(cfg.steps * cfg.batch_size // len(texts) + 1)])
+
+    def batch_at(step: int):
+        idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+        ids, mask = _targets(inverter.tokenizer, [texts[i] for i in idx], cfg.max_length)
+        return vectors[idx], ids, mask
+
+    return train(inverter, lambda b: inverter(*b), batch_at,
+                 TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup_steps=max(1, cfg.steps // 10), seed=cfg.seed,
+                             show_progress=show_progress))
+
+
+def add_noise(embeddings: np.ndarray, scale: float, seed: int = 0) -> np.ndarray:
+    """Unit-normalised embeddings plus isotropic Gaussian noise of standard deviation ``scale`` per
+    coordinate (so ``scale * sqrt(d)`` is the expected noise norm against a signal of norm 1)."""
+    if scale < 0:
+        raise ValueError(f"noise scale must be >= 0, got {scale}")
+    e = np.asarray(embeddings, dtype=np.float64)
+    e = e / np.linalg.norm(e, axis=1, keepdims=True)
+    return (e + np.random.default_rng(seed).normal(0.0, scale, e.shape)).astype(np.float32)
+
+
+def token_f1(tokenizer, hypothesis: str, reference: str) -> float:
+    """Bag-of-tokens F1 (vec2text's token F1): overlap counted with multiplicity."""
+    from collections import Counter
+
+    hyp, ref = Counter(token_ids(tokenizer, hypothesis)), Counter(token_ids(tokenizer, reference))
+    overlap = sum((hyp & ref).values())
+    if not overlap:
+        return 0.0
+    p, r = overlap / sum(hyp.values()), overlap / sum(ref.values())
+    return 2 * p * r / (p + r)

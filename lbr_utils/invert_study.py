@@ -1,0 +1,84 @@
+"""Chapter 7's experiment: how much text do stored embeddings give away, and what does noise cost?
+
+Threat model: an attacker holds leaked document embeddings and can query the same embedder (so can
+make training pairs from any text of the domain). We train one inverter per embedder on training-split
+texts of the medical domain, then invert the embeddings of evaluation-split texts (never seen), clean
+and with Gaussian noise added to the stored vectors; the same noisy vectors are scored for retrieval.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .data import load_domain
+from .embedders import LLMEmbedder, SentenceTransformerEmbedder
+from .evaluate import evaluate_models
+from .generate import generation_scores
+from .invert import InversionConfig, Inverter, add_noise, token_f1, train_inverter
+from .lbr_study import configs, trained_embedder
+from .models import load_causal_lm
+from .profiles import get_profile
+from .results import save_results, timer
+
+EXPERIMENT = "inversion"
+NOISE_SCALES = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2)
+
+
+def _entities(answer: str) -> tuple[str, str]:
+    """(condition name, ICD-10-CM code) of a medical answer card."""
+    name, rest = answer.split(" (ICD-10-CM ", 1)
+    return name, rest.split(";")[0].rstrip(")")
+
+
+def noisy_corpus_embedder(embed, corpus: list[str], scale: float, seed: int):
+    """An embed function for retrieval in which the stored documents carry noise and queries do not."""
+    stored = dict(zip(corpus, add_noise(embed(corpus), scale, seed)))
+
+    def fn(texts: list[str]) -> np.ndarray:
+        clean = add_noise(embed(texts), 0.0)
+        return np.stack([stored.get(t, c) for t, c in zip(texts, clean)])
+    return fn
+
+
+def run_inversion_study(profile_name: str, seed: int = 0, domain: str = "medical",
+                        show_progress: bool = True) -> dict[str, pd.DataFrame]:
+    profile = get_profile(profile_name)
+    cfg = InversionConfig(steps=2 * profile.generative_steps, batch_size=profile.batch_size, seed=seed)
+    splits = load_domain(domain, profile, seed)
+    train_texts = list(dict.fromkeys(r.answer for r in splits.gl + splits.cl))
+    test_records = list({r.answer: r for r in splits.eval_records}.values())[:profile.n_generate]
+    test_texts = [r.answer for r in test_records]
+    corpus = list(splits.eval.corpus.values())
+    with timer() as t:
+        base, tok = load_causal_lm(profile.model)
+        embedders = {"SmolLM2, mean pooling": LLMEmbedder(base, tok, pooling="mean", max_length=profile.max_length, bf16=True),
+                     "LBR (IB-GL + CL)": trained_embedder(profile, domain, seed, *configs(profile, seed))[0],
+                     "all-MiniLM-L6-v2": SentenceTransformerEmbedder()}
+        rows, losses = [], []
+        for name, embedder in embedders.items():
+            train_vecs, test_vecs = embedder.embed(train_texts), embedder.embed(test_texts)
+            decoder_model, decoder_tok = load_causal_lm(profile.model)
+            inverter = Inverter(decoder_model, decoder_tok, train_vecs.shape[1], cfg.prefix_len)
+            result = train_inverter(inverter, train_texts, train_vecs, cfg, show_progress=show_progress)
+            losses += [{"embedder": name, "step": i + 1, "loss": v} for i, v in enumerate(result.losses)]
+            for scale in NOISE_SCALES:
+                guesses = inverter.generate(torch.as_tensor(add_noise(test_vecs, scale, seed)), cfg.max_length)
+                names, codes = zip(*(_entities(x) for x in test_texts))
+                quality = generation_scores(guesses, test_texts)
+                retrieval = evaluate_models({name: noisy_corpus_embedder(embedder.embed, corpus, scale, seed)},
+                                            {domain: splits.eval})
+                rows.append({"embedder": name, "noise": scale, **quality,
+                             "token_f1": 100 * float(np.mean([token_f1(tok, g, x) for g, x in zip(guesses, test_texts)])),
+                             "exact_match": 100 * float(np.mean([g.strip() == x.strip() for g, x in zip(guesses, test_texts)])),
+                             "codes_recovered": 100 * float(np.mean([c in g for c, g in zip(codes, guesses)])),
+                             "conditions_recovered": 100 * float(np.mean([n.lower() in g.lower() for n, g in zip(names, guesses)])),
+                             "NDCG@10": float(retrieval[retrieval.metric == "NDCG@10"].score.iloc[0]),
+                             "examples": list(zip(test_texts[:3], guesses[:3]))})
+    tables = {"inversion": pd.DataFrame(rows), "training": pd.DataFrame(losses)}
+    config = {"profile": profile.to_dict(), "domain": domain, "inversion": cfg.__dict__, "noise_scales": NOISE_SCALES,
+              "train_texts": len(train_texts), "test_texts": len(test_texts)}
+    save_results(EXPERIMENT, profile_name, {k: v.to_dict(orient="records") for k, v in tables.items()}, config,
+                 [seed], t["seconds"])
+    return tables

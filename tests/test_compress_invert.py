@@ -1,0 +1,114 @@
+"""Context compression and embedding inversion: what each model may see, and bad input."""
+
+import numpy as np
+import pytest
+import torch
+
+from lbr_utils.compress import (CompressionConfig, Example, as_training_row, decoding_cost, qa_examples,
+                                token_accuracy, train_compressor, truncate)
+from lbr_utils.data import QARecord
+from lbr_utils.invert import Inverter, add_noise, token_f1
+from lbr_utils.lbr import build_generative_batch
+from lbr_utils.masks import BOTTLENECK, INPUT, TARGET
+from lbr_utils.models import add_bottleneck_tokens, build_tiny
+
+PASSAGE = "Iatrogenic carnitine deficiency (ICD-10-CM E71.43; Disorders of carnitine metabolism)"
+MEDICAL = [QARecord(f"m{i}", "medical", f"term {i}", f"Condition number {i} (ICD-10-CM A0{i}.1; Parent {i})", f"A0{i}.1")
+           for i in range(6)]
+
+
+def test_the_compressed_question_never_sees_the_passage():
+    model, tok = build_tiny(num_layers=1)
+    add_bottleneck_tokens(model, tok, 64)
+    example = Example(PASSAGE, " Question: What is the code? Answer:", " E71.43")
+    row, ratio = as_training_row(tok, example, "compressed", 4.0, 96)
+    a = build_generative_batch(tok, [row], 96, 16, [ratio])
+    b = dict(a, input_ids=a["input_ids"].clone())
+    passage = a["segments"] == INPUT
+    b["input_ids"][passage] = torch.randint(5, 300, (int(passage.sum()),))  # another passage, same length
+    target = a["segments"][0] == TARGET
+    with torch.no_grad():
+        logits = [model(input_ids=x["input_ids"], attention_mask=x["attention_mask"],
+                        position_ids=x["position_ids"]).logits[0] for x in (a, b)]
+    assert (a["segments"] == BOTTLENECK).sum() == -(-int(passage.sum()) // 4)
+    assert torch.equal(logits[0][target], logits[1][target])  # one layer: question and answer see only B
+    assert not torch.allclose(logits[0][~target], logits[1][~target])
+
+
+def test_truncation_keeps_exactly_the_bottleneck_budget():
+    _, tok = build_tiny()
+    row, ratio = as_training_row(tok, Example(PASSAGE), "truncated", 4.0, 96)
+    n = len(tok(PASSAGE, add_special_tokens=False)["input_ids"])
+    assert ratio is None and len(tok(row[0], add_special_tokens=False)["input_ids"]) <= -(-(n + 0) // 4) + 1
+    assert truncate(tok, PASSAGE, 3) == tok.decode(tok(PASSAGE, add_special_tokens=False)["input_ids"][:3])
+    row, ratio = as_training_row(tok, Example(PASSAGE), "compressed", 4.0, 96)
+    assert ratio == 4.0 and row == (PASSAGE, PASSAGE)
+
+
+def test_qa_passages_ask_about_one_of_their_facts():
+    examples = qa_examples(MEDICAL, 5, facts_per_passage=3, seed=1)
+    for e in examples:
+        assert e.answer.strip() in e.passage and e.task == "qa"
+    with pytest.raises(ValueError, match="fact records"):
+        qa_examples(MEDICAL[:2], 1, facts_per_passage=3)
+
+
+def test_compressor_trains_and_saves_decoding_memory():
+    model, tok = build_tiny()
+    examples = qa_examples(MEDICAL, 8, seed=0) + [Example(r.answer) for r in MEDICAL]
+    cfg = CompressionConfig(ratios=(2.0, 4.0), steps=10, batch_size=4, lr=3e-3, max_input=64, max_target=16)
+    result = train_compressor(model, tok, examples, cfg, show_progress=False)
+    assert np.mean(result.losses[-3:]) < np.mean(result.losses[:3])
+    add_bottleneck_tokens(model, tok, 64)
+    full = decoding_cost(model, tok, PASSAGE * 3, None, new_tokens=2)
+    small = decoding_cost(model, tok, PASSAGE * 3, 4.0, new_tokens=2)
+    assert small["cache_entries"] == -(-full["cache_entries"] // 4) and small["cache_mib"] < full["cache_mib"] / 3
+
+
+def test_bad_compression_ratios_are_clear_errors():
+    with pytest.raises(ValueError, match="ratios"):
+        CompressionConfig(ratios=(8.0, 0.0))
+    with pytest.raises(ValueError, match="ratios"):
+        CompressionConfig(ratios=())
+
+
+def test_token_metrics_by_hand():
+    _, tok = build_tiny()
+    assert token_accuracy(tok, PASSAGE, PASSAGE) == 1.0
+    assert token_f1(tok, PASSAGE, PASSAGE) == 1.0 and token_f1(tok, "", PASSAGE) == 0.0
+
+
+@pytest.fixture(scope="module")
+def inverter():
+    model, tok = build_tiny()
+    return Inverter(model, tok, embed_dim=12, prefix_len=3, lora_rank=2)
+
+
+def test_the_inverter_reads_only_the_embedding(inverter):
+    """The first predicted token depends on the embedding alone; every later one on the embedding and
+    the tokens before it, never on the rest of the text."""
+    tok = inverter.tokenizer
+    e = torch.randn(2, 12)
+    ids = tok(["alpha beta gamma", "delta beta gamma"], return_tensors="pt", padding=True)["input_ids"]
+    mask = torch.ones_like(ids)
+    logits = []
+    for target in (ids[:1], ids[1:]):
+        with torch.no_grad():
+            prefix = inverter.prefix(e[:1])
+            inputs = torch.cat([prefix, inverter.lm.get_input_embeddings()(target)], 1)
+            logits.append(inverter.lm(inputs_embeds=inputs, attention_mask=torch.ones(inputs.shape[:2])).logits[0])
+    first = inverter.prefix_len - 1
+    torch.testing.assert_close(logits[0][first], logits[1][first])  # texts differ, prediction of token 0 does not
+    other = inverter.prefix(e[1:])
+    assert not torch.allclose(inverter.prefix(e[:1]), other)
+    assert len(inverter.generate(e, max_new_tokens=3)) == 2
+    assert inverter(e, ids, mask).isfinite()
+
+
+def test_inverter_bad_input(inverter):
+    with pytest.raises(ValueError, match="shape"):
+        inverter.prefix(torch.randn(2, 13))
+    with pytest.raises(ValueError, match="noise scale"):
+        add_noise(np.ones((2, 4)), -0.1)
+    noisy = add_noise(np.ones((2, 4)), 0.0)
+    np.testing.assert_allclose(np.linalg.norm(noisy, axis=1), 1.0, rtol=1e-6)
