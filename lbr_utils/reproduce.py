@@ -58,14 +58,14 @@ class _PeakRSS:
         self._thread.join()
 
 
-def execute(notebook: Path, profile: str, output: Path, cwd: Path | None = None) -> dict:
-    """Run one notebook with papermill (``profile`` injected into its ``parameters`` cell)."""
+def execute(notebook: Path, profile: str, output: Path, cwd: Path | None = None, parameters: dict | None = None) -> dict:
+    """Run one notebook with papermill (``profile`` and ``parameters`` injected into its ``parameters`` cell)."""
     import papermill
 
     output.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with _PeakRSS() as mem:
-        papermill.execute_notebook(str(notebook), str(output), parameters={"profile": profile},
+        papermill.execute_notebook(str(notebook), str(output), parameters={"profile": profile, **(parameters or {})},
                                    cwd=str(cwd or notebook.parent), kernel_name="python3",
                                    progress_bar=False, log_output=False)
     return {"notebook": notebook.name, "wall_time_s": round(time.perf_counter() - start, 1),
@@ -101,7 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", type=Path,
                         help="write executed notebooks here instead of in place (the book renders in-place ones)")
     parser.add_argument("--no-book", action="store_true", help="skip building the book")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="another papermill parameter (a string), e.g. --param domains=medical")
     args = parser.parse_args(argv)
+    extra = dict(p.split("=", 1) for p in args.param)
 
     chosen = [nb for nb in notebooks() if not args.only or nb.name in args.only]
     if not chosen:
@@ -110,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     costs, start = [], time.perf_counter()
     for nb in chosen:
         out = (args.output_dir / nb.name) if args.output_dir else nb
-        cost = execute(nb, args.profile, out)
+        cost = execute(nb, args.profile, out, parameters=extra)
         costs.append(cost)
         print(f"{nb.name}: {cost['wall_time_s']:.1f} s, peak memory {cost['peak_memory_mib']:.0f} MiB", flush=True)
     if not args.output_dir:
