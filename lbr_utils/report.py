@@ -54,3 +54,182 @@ def paired_differences(table: pd.DataFrame, a: str, b: str, column: str = "model
     """Per-seed ``value(a) - value(b)`` from a long table (one row per model and seed)."""
     wide = table.pivot_table(index=list(by), columns=column, values=value)
     return (wide[a] - wide[b]).dropna().tolist()
+
+
+def comparable(ratios: Sequence[float], floor: float = 0.8) -> str:
+    """Judge "A keeps B's level" from per-seed ratios A / B: reproduced if every seed keeps at least
+    ``floor`` of B, partly if the mean does, not reproduced otherwise."""
+    ratios = list(ratios)
+    if not ratios:
+        raise ValueError("no per-seed ratios to judge")
+    if all(r >= floor for r in ratios):
+        return "reproduced"
+    return "partly" if sum(ratios) / len(ratios) >= floor else "not reproduced"
+
+
+# Table 3's claims: (stronger, weaker, the claim, the sign of stronger - weaker the paper reports).
+STAGE_CLAIMS = [("LLM+IB-GL", "LLM+GL", "IB-GL beats standard GL before any contrastive learning", +1),
+                ("LLM+IB-GL+CL", "LLM+CL", "IB-GL first beats contrastive learning alone", +1),
+                ("LLM+IB-GL+CL", "LLM+GL+CL", "IB-GL first beats standard GL first", +1),
+                ("LLM+GL+CL", "LLM+CL", "standard GL first hurts contrastive learning (paper: medical)", -1)]
+
+
+def stage_claims(retrieval: pd.DataFrame, metric: str = "NDCG@10") -> pd.DataFrame:
+    """Each Table-3 claim per domain: our mean paired difference (x100), the paper's, the verdict."""
+    paper = {r["model"]: r for r in paper_numbers()["table3_stages"]["rows"]}
+    scores = retrieval[retrieval.metric == metric]
+    rows = []
+    for a, b, text, sign in STAGE_CLAIMS:
+        for domain in scores.domain.unique():
+            diffs = paired_differences(scores[scores.domain == domain], a, b)
+            rows.append({"claim": text, "domain": domain, "ours: mean diff (x100)": 100 * sum(diffs) / len(diffs),
+                         "paper: diff": paper[a].get(domain, float("nan")) - paper[b].get(domain, float("nan")),
+                         "verdict": verdict(diffs, sign)})
+    return pd.DataFrame(rows)
+
+
+def generation_claims(retrieval: pd.DataFrame, generation: pd.DataFrame) -> pd.DataFrame:
+    """Table 2's claims, judged over every (domain, seed) pair."""
+    ndcg = retrieval[retrieval.metric == "NDCG@10"]
+    paper = {r["model"]: r for r in paper_numbers()["table2_repr_gen"]["rows"]}
+    by = ("domain", "seed")
+    bleu = generation.pivot_table(index=list(by), columns="model", values="BLEU-4")
+    keeps = (bleu["LLM+IB-GL"] / bleu["LLM+GL"].where(bleu["LLM+GL"] > 0)).dropna().tolist()
+    rows = [{"claim": "IB-GL retrieves better than GL (NDCG@10)",
+             "ours": 100 * pd.Series(paired_differences(ndcg, "LLM+IB-GL", "LLM+GL", by=by)).mean(),
+             "paper": paper["IB-GL"]["NDCG@10"] - paper["GL"]["NDCG@10"], "verdict": verdict(paired_differences(ndcg, "LLM+IB-GL", "LLM+GL", by=by), +1)},
+            {"claim": "IB-GL keeps GL's generation (BLEU-4 ratio IB-GL / GL >= 0.8)",
+             "ours": sum(keeps) / len(keeps) if keeps else float("nan"), "paper": paper["IB-GL"]["BLEU-4"] / paper["GL"]["BLEU-4"],
+             "verdict": comparable(keeps) if keeps else "not measurable (GL's BLEU-4 is 0)"},
+            {"claim": "GL generates better than the base model (BLEU-4)",
+             "ours": (bleu["LLM+GL"] - bleu["LLM"]).mean(), "paper": paper["GL"]["BLEU-4"] - paper["Base"]["BLEU-4"],
+             "verdict": verdict((bleu["LLM+GL"] - bleu["LLM"]).tolist(), +1)}]
+    return pd.DataFrame(rows)
+
+
+def _claim(text: str, ours: float, paper: float, judged: str) -> dict:
+    return {"claim": text, "ours": ours, "paper": paper, "verdict": judged}
+
+
+def ablation_claims(retrieval: pd.DataFrame, training: pd.DataFrame) -> pd.DataFrame:
+    """The claims of Tables 4-6 and Figure 3 from the ablation run (one domain, every seed)."""
+    paper = paper_numbers()
+    ndcg = retrieval[retrieval.metric == "NDCG@10"]
+    part = {name: ndcg[ndcg.part == name] for name in ndcg.part.unique()}
+    rows = []
+    t4 = {r["stage1"]: r for r in paper["table4_attention"]["rows"]}
+    d = paired_differences(part["attention"], "IB-GL+CL (causal)", "IB-GL+CL (bidirectional)")
+    rows.append(_claim("after IB-GL, causal contrastive learning beats bidirectional (NDCG@10 x100)",
+                       100 * sum(d) / len(d), t4["IB-GL"]["causal"] - t4["IB-GL"]["bidirectional"], verdict(d, +1)))
+    ratio = part["ratio"].assign(r=lambda t: t.model.str.removeprefix("r=").astype(float))
+    means = ratio.groupby("r").score.mean()
+    best = float(means.idxmax())
+    rows.append(_claim("the best compression ratio is interior, neither the mildest nor the harshest (best r)",
+                       best, float("nan"), "reproduced" if means.index.min() < best < means.index.max()
+                       else "not reproduced"))
+    t6 = {r["model"]: r for r in paper["table6_styles"]["rows"]}
+    for ib, std in [("IB-GL (SFT)", "Standard SFT"), ("IB-GL (PT)", "Standard PT")]:
+        d = paired_differences(part["style"], ib, std)
+        rows.append(_claim(f"{ib} beats {std} (NDCG@10 x100)", 100 * sum(d) / len(d),
+                           t6[ib]["retrieval"] - t6[std]["retrieval"], verdict(d, +1)))
+    alloc = part["allocation"]
+    d = [x for share in sorted(alloc.gl_share.unique()) if share > 0
+         for x in paired_differences(alloc[alloc.gl_share == share], "IB-GL", "GL")]
+    rows.append(_claim("with a fixed step budget, IB-GL beats GL at every share given to stage 1 (NDCG@10 x100)",
+                       100 * sum(d) / len(d), float("nan"), verdict(d, +1)))
+    secs = training[(training.part == "style") & (training.stage == 1)].pivot_table(index="seed", columns="model",
+                                                                                     values="seconds")
+    for ib, std in [("IB-GL (SFT)", "Standard SFT"), ("IB-GL (PT)", "Standard PT")]:
+        rows.append(_claim(f"stage-1 wall time, {ib} / {std}", float((secs[ib] / secs[std]).mean()),
+                           t6[ib]["time"], "(timing: see the step-time benchmark)"))
+    return pd.DataFrame(rows)
+
+
+def main_claims(retrieval: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFrame:
+    """LBR against the reference points on the same evaluation sets (NDCG@10, paired by seed)."""
+    table = pd.concat([baselines, retrieval[retrieval.part == "main"]])
+    ndcg = table[table.metric == "NDCG@10"]
+    rows = []
+    for other in ["BM25", "all-MiniLM-L6-v2", "LLM + CL (mean pooling)"]:
+        d = paired_differences(ndcg, "LBR (IB-GL + CL)", other)
+        rows.append(_claim(f"LBR beats {other} (NDCG@10 x100)", 100 * sum(d) / len(d), float("nan"), verdict(d, +1)))
+    return pd.DataFrame(rows)
+
+
+PAGE = "book/reproduction.md"
+
+
+def _table(frame: pd.DataFrame) -> str:
+    return frame.astype(object).where(frame.notna(), None).to_markdown(index=False, floatfmt=".2f", missingval="–")
+
+
+def _section(title: str, experiment: str, profile: str, body) -> list[str]:
+    from .results import load_results, load_tables, provenance_line
+
+    try:
+        record = load_results(experiment, profile)
+    except FileNotFoundError:
+        return [f"## {title}", "", f"Not run yet in profile `{profile}` (no `results/{profile}/{experiment}.json`).", ""]
+    return [f"## {title}", "", provenance_line(record), "", *body(record, load_tables(record)), ""]
+
+
+def reproduction_page(profile: str = "cpu") -> str:
+    """The "Reproduction report" page, made from the results files only (never edit it by hand:
+    ``python -m lbr_utils.report`` rewrites it, and a test fails when it is stale)."""
+    paper = paper_numbers()
+
+    def scale(record) -> str:
+        p = record["config"]["profile"]
+        return (f"**Our scale:** `{p['model']}`, {p['n_gl']:,} GL / {p['n_cl']:,} CL records and {p['n_eval']:,} "
+                f"evaluation queries per domain, stage 1 {record['config']['stage1']['steps']} steps, stage 2 "
+                f"{record['config']['stage2']['steps']} steps, batch {p['batch_size']}, seeds {record['provenance']['seeds']}. "
+                f"**The paper's:** {paper['scale']}.")
+
+    def stages(record, tables):
+        return [scale(record), "", "### Table 3: stages", "", _table(stage_claims(tables["retrieval"])), "",
+                "### Table 2: representation and generation", "",
+                _table(generation_claims(tables["retrieval"], tables["generation"]))]
+
+    def ablations(record, tables):
+        return [scale(record), "", _table(ablation_claims(tables["retrieval"], tables["training"])), "",
+                "### Main comparison", "", _table(main_claims(tables["retrieval"], tables["baselines"]))]
+
+    def timing(record, tables):
+        m = record["metrics"]
+        ratios = pd.DataFrame([
+            _claim("IB-GL (SFT) step time / standard SFT step time (target <= 1.05)", m["ratio IB-GL/standard (SFT)"],
+                   paper_by(paper, "IB-GL (SFT)"), "reproduced" if m["ratio IB-GL/standard (SFT)"] <= 1.05 else "not reproduced"),
+            _claim("IB-GL (PT) step time / standard PT step time", m["ratio IB-GL/standard (PT)"],
+                   paper_by(paper, "IB-GL (PT)"), "(reported)")])
+        return [_table(ratios)]
+
+    lines = ["# Reproduction report", "",
+             "Every number on this page is read from a results file by `lbr_utils.report.reproduction_page`; "
+             "a test regenerates the page and fails if it differs. A claim is judged on per-seed paired "
+             "differences: *reproduced* when every seed has the paper's sign, *partly* when only the mean "
+             "does, *not reproduced* otherwise. \"ours\" and \"paper\" are differences in points (x100) "
+             "unless the claim names a ratio.", ""]
+    lines += _section("Learn Before Represent: stages (chapter 5a)", "lbr_stages", profile, stages)
+    lines += _section("Learn Before Represent: ablations (chapter 5b)", "lbr_ablations", profile, ablations)
+    lines += _section("Learn Before Represent: training step time", "bench_ib_gl", profile, timing)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def paper_by(paper: dict, model: str) -> float:
+    """The paper's Table 6 relative training time of ``model``."""
+    return next(r["time"] for r in paper["table6_styles"]["rows"] if r["model"] == model)
+
+
+def main() -> None:
+    import argparse
+
+    from .results import REPO_ROOT
+
+    parser = argparse.ArgumentParser(description="Rewrite book/reproduction.md from the results files.")
+    parser.add_argument("--profile", default="cpu")
+    args = parser.parse_args()
+    (REPO_ROOT / PAGE).write_text(reproduction_page(args.profile))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""The reproduction report page is made from the results files, and a stale page fails here."""
+
+from lbr_utils.report import PAGE, reproduction_page
+from lbr_utils.results import REPO_ROOT
+
+
+def test_the_committed_page_matches_the_results_files(monkeypatch):
+    monkeypatch.delenv("LBR_RESULTS_DIR")  # read the repository's own results
+    page = (REPO_ROOT / PAGE).read_text()
+    assert page == reproduction_page("cpu"), "book/reproduction.md is stale: run python -m lbr_utils.report"
+
+
+def _stages_record(ib_cl_score: float) -> dict:
+    models = ["LLM", "LLM+GL", "LLM+IB-GL", "LLM+CL", "LLM+GL+CL", "LLM+IB-GL+CL"]
+    base = dict(zip(models, [0.10, 0.12, 0.20, 0.40, 0.38, ib_cl_score]))
+    retrieval = [{"model": m, "domain": "medical", "seed": s, "metric": metric, "score": base[m] + 0.01 * s}
+                 for m in models for s in (0, 1) for metric in ("NDCG@10", "R@10")]
+    generation = [{"model": m, "domain": "medical", "seed": s, "BLEU-4": b, "ROUGE-L": 2 * b}
+                  for m, b in [("LLM", 1.0), ("LLM+GL", 10.0), ("LLM+IB-GL", 9.0), ("LLM+CL", 0.5)] for s in (0, 1)]
+    return {"retrieval": retrieval, "generation": generation}
+
+
+def test_the_page_follows_the_results_file(tmp_path, monkeypatch):
+    """Numbers and verdicts on the page move with the file: IB-GL+CL above CL is 'reproduced', below it
+    'not reproduced', and the printed difference is the file's."""
+    from lbr_utils.results import save_results
+
+    monkeypatch.setenv("LBR_RESULTS_DIR", str(tmp_path))
+    config = {"profile": {"model": "tiny", "n_gl": 8, "n_cl": 8, "n_eval": 4, "batch_size": 2},
+              "stage1": {"steps": 1}, "stage2": {"steps": 1}}
+    save_results("lbr_stages", "cpu", _stages_record(0.50), config, [0, 1], 1.0)
+    page = reproduction_page("cpu")
+    line = next(l for l in page.splitlines() if l.startswith("| IB-GL first beats contrastive learning alone"))
+    assert "10.00" in line and "reproduced" in line and "not reproduced" not in line
+    assert "IB-GL keeps GL's generation" in page and "0.90" in page  # BLEU ratio 9 / 10
+    save_results("lbr_stages", "cpu", _stages_record(0.30), config, [0, 1], 1.0)
+    line = next(l for l in reproduction_page("cpu").splitlines()
+                if l.startswith("| IB-GL first beats contrastive learning alone"))
+    assert "-10.00" in line and "not reproduced" in line
