@@ -41,7 +41,7 @@ class _CachedEmbedder:
             self._cache.update(zip(new, self._embed_new(new)))
         return np.stack([self._cache[t] for t in texts]).astype(np.float32)
 
-    __call__ = embed
+    __call__ = encode = embed  # encode: the name sentence-transformers users reach for
 
 
 class LLMEmbedder(_CachedEmbedder):

@@ -5,6 +5,8 @@ Built on ``accelerate`` so the same loop runs on one CPU, one GPU, or several pr
 SmolLM2). A stage supplies two things: ``batch_at(step)``, which must be a pure function of the
 step (so a resumed run sees exactly the batches it would have seen), and ``loss_fn(batch)``.
 Checkpoints hold model, optimiser, scheduler and RNG states, and resume where they stopped.
+Under ``accelerate launch --num_processes N`` each process takes its own batches and gradients are
+averaged, so N processes train on N times the batch per step.
 """
 
 from __future__ import annotations
@@ -88,7 +90,13 @@ def train(model: torch.nn.Module, loss_fn: Callable[[Any], torch.Tensor], batch_
         return 0.5 * (1 + math.cos(math.pi * progress))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    # Data parallelism without a DDP wrapper: a stage's loss often runs a sub-module (the decoder
+    # without its LM head), which DDP's forward would not see. So each process trains on its own
+    # batches (process r of n takes batch_at(step * n + r)) and the gradients are averaged by hand.
+    # One process: exactly batch_at(step), as before.
+    model.to(accelerator.device)
+    accelerator.register_for_checkpointing(model, optimizer, scheduler)
+    world, rank = accelerator.num_processes, accelerator.process_index
 
     result, start_step = TrainResult(), 0
     ckpt_dir = Path(config.checkpoint_dir) if config.checkpoint_dir else None
@@ -105,10 +113,15 @@ def train(model: torch.nn.Module, loss_fn: Callable[[Any], torch.Tensor], batch_
         if config.stop_after is not None and step >= config.stop_after:
             break
         with accelerator.autocast():
-            loss = loss_fn(batch_at(step))
+            loss = loss_fn(batch_at(step * world + rank))
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss became {loss.item()} at step {step}")
         accelerator.backward(loss)
+        if world > 1:
+            for p in params:
+                if p.grad is not None:
+                    torch.distributed.all_reduce(p.grad)
+                    p.grad /= world
         if config.grad_clip:
             accelerator.clip_grad_norm_(params, config.grad_clip)
         optimizer.step()
