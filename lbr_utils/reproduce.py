@@ -10,6 +10,9 @@ written to ``results/<profile>/notebook_costs.json``, so a reader knows what a c
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -20,7 +23,7 @@ from pathlib import Path
 import psutil
 
 from .profiles import PROFILE_NAMES
-from .results import REPO_ROOT, load_results, save_results
+from .results import REPO_ROOT, git_commit, load_results, save_results
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 
@@ -68,8 +71,47 @@ def execute(notebook: Path, profile: str, output: Path, cwd: Path | None = None,
         papermill.execute_notebook(str(notebook), str(output), parameters={"profile": profile, **(parameters or {})},
                                    cwd=str(cwd or notebook.parent), kernel_name="python3",
                                    progress_bar=False, log_output=False)
+    stamp_outputs(output, profile)
     return {"notebook": notebook.name, "wall_time_s": round(time.perf_counter() - start, 1),
             "peak_memory_mib": round(mem.peak / 2**20, 1)}
+
+
+def source_hash(notebook: Path) -> str:
+    """A hash of a notebook's cell sources, leaving out papermill's injected-parameters cell (so an
+    executed notebook and its source hash alike)."""
+    cells = json.loads(notebook.read_text())["cells"]
+    kept = ["".join(c["source"]) for c in cells if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
+    return hashlib.sha256("\n\x00".join(kept).encode()).hexdigest()[:16]
+
+
+def stamp_outputs(notebook: Path, profile: str) -> None:
+    """Record in the executed notebook which source, code and profile its outputs came from."""
+    from .lbr import source_fingerprint
+
+    import nbformat
+
+    data = nbformat.read(notebook, as_version=4)
+    data.metadata["lbr"] = {"profile": profile, "source_hash": source_hash(notebook), "code": source_fingerprint(),
+                            "commit": git_commit(),
+                            "executed": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    nbformat.write(data, notebook)
+
+
+def stale_notebooks(directory: Path = NOTEBOOK_DIR) -> list[tuple[str, str]]:
+    """(notebook, why) for every notebook whose rendered outputs are older than its current source
+    or than the package code that computes its numbers."""
+    from .lbr import source_fingerprint
+
+    out = []
+    for nb in notebooks(directory):
+        stamp = json.loads(nb.read_text())["metadata"].get("lbr")
+        if stamp is None:
+            out.append((nb.name, "no record of a reproduce run"))
+        elif stamp["source_hash"] != source_hash(nb):
+            out.append((nb.name, f"its cells changed since it was executed ({stamp['executed']})"))
+        elif stamp["code"] != source_fingerprint():
+            out.append((nb.name, f"lbr_utils code changed since it was executed ({stamp['executed']})"))
+    return out
 
 
 def save_notebook_costs(profile: str, costs: list[dict], wall_time_s: float) -> None:
@@ -94,6 +136,16 @@ def build_book(path_output: Path | None = None, check: bool = True) -> subproces
     return subprocess.run(cmd, check=check, cwd=REPO_ROOT, capture_output=not check, text=True)
 
 
+def _literal(text: str):
+    """``--param reuse_results=True`` means the bool; ``--param domains=medical,code`` stays a string."""
+    import ast
+
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", choices=PROFILE_NAMES, default="smoke")
@@ -101,10 +153,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", type=Path,
                         help="write executed notebooks here instead of in place (the book renders in-place ones)")
     parser.add_argument("--no-book", action="store_true", help="skip building the book")
+    parser.add_argument("--stale", action="store_true",
+                        help="list notebooks whose rendered outputs are older than their source, and exit")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help="another papermill parameter (a string), e.g. --param domains=medical")
     args = parser.parse_args(argv)
-    extra = dict(p.split("=", 1) for p in args.param)
+    extra = {name: _literal(value) for name, value in (p.split("=", 1) for p in args.param)}
+    if args.stale:
+        stale = stale_notebooks()
+        for name, why in stale:
+            print(f"{name}: {why}")
+        return 1 if stale else 0
 
     chosen = [nb for nb in notebooks() if not args.only or nb.name in args.only]
     if not chosen:

@@ -114,6 +114,12 @@ def timer() -> Iterator[dict]:
         t["seconds"] = time.perf_counter() - start
 
 
+def run_stamp() -> str:
+    """The banner half a notebook prints at its top: which code ran, and when."""
+    now = _dt.datetime.now(_dt.timezone.utc)
+    return f"code at commit `{git_commit()[:12]}`, executed {now:%Y-%m-%d %H:%M} UTC"
+
+
 def provenance_line(record: dict) -> str:
     """One sentence a notebook prints under a table: where these numbers came from."""
     p = record["provenance"]
