@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         cost = execute(nb, args.profile, out, parameters=extra)
         costs.append(cost)
         print(f"{nb.name}: {cost['wall_time_s']:.1f} s, peak memory {cost['peak_memory_mib']:.0f} MiB", flush=True)
-    if not args.output_dir:
+    if not args.output_dir and not extra.get("reuse_results"):  # a re-render is not what a chapter costs
         save_notebook_costs(args.profile, costs, time.perf_counter() - start)
     if not args.no_book:
         build_book()
