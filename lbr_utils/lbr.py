@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
@@ -64,8 +65,11 @@ class GenerativeConfig:
         return math.ceil((self.max_input + 1) / self.ratio)
 
     def pairs(self, records: list[QARecord]) -> list[tuple[str, str]]:
-        """(x, y) texts of this style."""
-        return [(r.question, r.answer) if self.style == "sft" else (r.answer, r.answer) for r in records]
+        """(x, y) texts of this style. PT without the bottleneck is ordinary language modelling of the
+        text (no x): the standard that PT-style IB-GL, which must rebuild the text from B, is timed against."""
+        if self.style == "sft":
+            return [(r.question, r.answer) for r in records]
+        return [(r.answer if self.bottleneck else "", r.answer) for r in records]
 
 
 def build_generative_batch(tokenizer, examples: Sequence[tuple[str, ...]], max_input: int, max_target: int,
@@ -179,10 +183,16 @@ def cache_key(**parts) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
+def run_cache_dir() -> Path:
+    """Where stage-1 checkpoints and scored cells live: ``LBR_RUN_CACHE``, else the model cache.
+    The tests point it at a temporary folder so CI does not keep gigabytes of smoke checkpoints."""
+    return Path(os.environ["LBR_RUN_CACHE"]) if os.environ.get("LBR_RUN_CACHE") else cache_dir()
+
+
 def cached_json(kind: str, key: str, compute):
-    """``compute()`` once per key, its JSON-able result kept in ``$LBR_CACHE/<kind>/<key>.json``.
+    """``compute()`` once per key, its JSON-able result kept in ``<run cache>/<kind>/<key>.json``.
     Experiments that share a run (Table 4's causal column *is* Table 3's GL+CL row) share it here."""
-    path = cache_dir() / kind / f"{key}.json"
+    path = run_cache_dir() / kind / f"{key}.json"
     if not path.exists():
         value = compute()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -195,10 +205,10 @@ def cached_json(kind: str, key: str, compute):
 def stage1_model(model_name: str, domain: str, records: list[QARecord], cfg: GenerativeConfig,
                  show_progress: bool = False):
     """The stage-1 model for (model, domain, data, config), trained once and then loaded from the
-    cache (``$LBR_CACHE/stage1/<hash>``, about 270 MB each for SmolLM2). Returns (model, tokenizer, info) where ``info`` holds the
+    cache (``<run cache>/stage1/<hash>``, about 270 MB each for SmolLM2). Returns (model, tokenizer, info) where ``info`` holds the
     training losses and wall time of the run that made the checkpoint."""
     key = cache_key(model=model_name, domain=domain, records=[r.id for r in records], cfg=asdict(cfg))
-    path = cache_dir() / "stage1" / key
+    path = run_cache_dir() / "stage1" / key
     if not (path / "stage1.json").exists():
         model, tok = load_causal_lm(model_name)
         result = train_generative(model, tok, records, cfg, show_progress=show_progress)

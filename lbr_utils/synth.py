@@ -18,20 +18,31 @@ from tqdm.auto import tqdm
 
 from .data import QARecord
 
-# Few-shot prompts: a 135M model copies a pattern far more reliably than it follows an instruction.
-PROMPTS = {
-    "query": ("Write a short search query that a person would type to find the text.\n\n"
-              "Text: Fracture of humerus\nQuery: broken upper arm bone\n\n"
-              "Text: sorted(iterable) returns a new sorted list\nQuery: python sort a list\n\n"
-              "Text: {}\nQuery:"),
-    "paraphrase": ("Rewrite the term in other words with the same meaning.\n\n"
-                   "Term: heart attack\nRewrite: myocardial infarction\n\n"
-                   "Term: {}\nRewrite:"),
-    "negative": ("Write a text that looks similar but means something different.\n\n"
-                 "Text: Fracture of humerus\nSimilar but different: Fracture of femur\n\n"
-                 "Text: {}\nSimilar but different:"),
+# Few-shot prompts as chat turns: the examples are earlier user/assistant exchanges, so the model's
+# own turn is the answer itself. (Packed into one user message, SmolLM2-135M continued the pattern
+# with a new "Text: ..." block, i.e. it copied the document instead of writing a query.)
+FEW_SHOT = {
+    "query": ("Write a short search query that a person would type to find the text. Reply with the query only.",
+              [("Fracture of humerus", "broken upper arm bone"),
+               ("sorted(iterable) returns a new sorted list", "python sort a list"),
+               ("Iatrogenic carnitine deficiency (ICD-10-CM E71.43)", "carnitine deficiency caused by treatment")]),
+    "paraphrase": ("Rewrite the term in other words with the same meaning. Reply with the rewrite only.",
+                   [("heart attack", "myocardial infarction"), ("broken arm", "fracture of the arm")]),
+    "negative": ("Write a text that looks similar but means something different. Reply with the text only.",
+                 [("Fracture of humerus", "Fracture of femur"),
+                  ("aspirin: molecular formula C9H8O4", "ibuprofen: molecular formula C13H18O2")]),
 }
-_ANSWER_LABELS = ("query:", "rewrite:", "similar but different:", "search query:")
+_ANSWER_LABELS = ("query:", "rewrite:", "similar but different:", "search query:", "text:")
+
+
+def chat_prompt(kind: str, text: str) -> list[dict[str, str]]:
+    """The few-shot conversation asking for one ``kind`` of output about ``text``."""
+    instruction, examples = FEW_SHOT[kind]
+    messages = []
+    for i, (example_in, example_out) in enumerate(examples):
+        content = f"{instruction}\n\n{example_in}" if i == 0 else example_in
+        messages += [{"role": "user", "content": content}, {"role": "assistant", "content": example_out}]
+    return messages + [{"role": "user", "content": text}]
 
 
 def clean_generation(text: str) -> str:
@@ -43,8 +54,11 @@ def clean_generation(text: str) -> str:
     return line.strip('"').strip()
 
 
+Prompt = str | list[dict[str, str]]  # a user message, or a whole conversation
+
+
 class Generator(Protocol):
-    def generate(self, prompts: Sequence[str]) -> list[str]: ...
+    def generate(self, prompts: Sequence[Prompt]) -> list[str]: ...
 
 
 @dataclass
@@ -56,11 +70,12 @@ class HFGenerator:
     max_new_tokens: int = 24
     batch_size: int = 16
     do_sample: bool = False
+    bf16: bool = False  # bf16 autocast: faster prefill on CPUs with AMX/AVX512-BF16
     show_progress: bool = False
     stats: dict = field(default_factory=lambda: {"prompts": 0, "new_tokens": 0, "seconds": 0.0})
 
     @torch.no_grad()
-    def generate(self, prompts: Sequence[str]) -> list[str]:
+    def generate(self, prompts: Sequence[Prompt]) -> list[str]:
         if not prompts:
             raise ValueError("generate() got no prompts")
         tok, out = self.tokenizer, []
@@ -68,11 +83,13 @@ class HFGenerator:
         start = time.perf_counter()
         try:
             for s in tqdm(range(0, len(prompts), self.batch_size), desc="generate", disable=not self.show_progress):
-                chats = [[{"role": "user", "content": p}] for p in prompts[s:s + self.batch_size]]
+                chats = [[{"role": "user", "content": p}] if isinstance(p, str) else p
+                         for p in prompts[s:s + self.batch_size]]
                 texts = [tok.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in chats]
                 batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-                ids = self.model.generate(**batch, max_new_tokens=self.max_new_tokens, do_sample=self.do_sample,
-                                          pad_token_id=tok.pad_token_id)
+                with torch.autocast(self.model.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                    ids = self.model.generate(**batch, max_new_tokens=self.max_new_tokens, do_sample=self.do_sample,
+                                              pad_token_id=tok.pad_token_id)
                 new = ids[:, batch["input_ids"].shape[1]:]
                 self.stats["new_tokens"] += int((new != tok.pad_token_id).sum())
                 out += [clean_generation(t) for t in tok.batch_decode(new, skip_special_tokens=True)]
@@ -86,21 +103,21 @@ class HFGenerator:
 def synthesise_queries(generator: Generator, records: Sequence[QARecord]) -> list[QARecord]:
     """doc2query: one synthetic question per distinct answer; empty generations are dropped."""
     answers = {r.answer: r for r in records}
-    generated = generator.generate([PROMPTS["query"].format(a) for a in answers])
+    generated = generator.generate([chat_prompt("query", a) for a in answers])
     return [QARecord(id=f"{r.id}-synq", domain=r.domain, question=q, answer=a, entity=r.entity, group=r.group)
             for (a, r), q in zip(answers.items(), generated) if q and q.lower() != a.lower()]
 
 
 def synthesise_paraphrases(generator: Generator, records: Sequence[QARecord]) -> list[QARecord]:
     """A paraphrased question per record: a second positive for the same answer."""
-    generated = generator.generate([PROMPTS["paraphrase"].format(r.question) for r in records])
+    generated = generator.generate([chat_prompt("paraphrase", r.question) for r in records])
     return [QARecord(id=f"{r.id}-para", domain=r.domain, question=p, answer=r.answer, entity=r.entity, group=r.group)
             for r, p in zip(records, generated) if p and p.lower() != r.question.lower()]
 
 
 def synthesise_negatives(generator: Generator, records: Sequence[QARecord]) -> list[str]:
     """One look-alike but wrong passage per record (a synthetic hard negative)."""
-    return generator.generate([PROMPTS["negative"].format(r.answer) for r in records])
+    return generator.generate([chat_prompt("negative", r.answer) for r in records])
 
 
 def consistency_filter(embed, records: Sequence[QARecord], pool: Sequence[str] | None = None) -> list[QARecord]:

@@ -26,16 +26,19 @@ def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sum(a * b, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
-def run_synth_study(profile_name: str, domain: str = "medical", seed: int = 0, n_paraphrase: int | None = None,
+def run_synth_study(profile_name: str, domain: str = "medical", seed: int = 0, n_documents: int | None = None,
                     ) -> dict[str, pd.DataFrame]:
+    """Synthesise queries for ``n_documents`` CL records (default: half of them; the rest of the
+    generation budget goes to paraphrases and negatives for a third as many), filter, train, score."""
     profile = get_profile(profile_name)
     splits = load_domain(domain, profile, seed)
     human = splits.cl
-    n_paraphrase = n_paraphrase or max(2, len(human) // 3)
+    n_documents = n_documents or max(2, len(human) // 2)
+    n_paraphrase = max(2, n_documents // 3)
     with timer() as t:
         model, tok = load_causal_lm(profile.model)
-        gen = HFGenerator(model, tok)
-        queries = synthesise_queries(gen, human)
+        gen = HFGenerator(model, tok, bf16=True)
+        queries = synthesise_queries(gen, human[:n_documents])
         paraphrases = synthesise_paraphrases(gen, human[:n_paraphrase])
         negatives = synthesise_negatives(gen, human[:n_paraphrase])
         minilm = SentenceTransformerEmbedder()
@@ -77,8 +80,10 @@ def run_synth_study(profile_name: str, domain: str = "medical", seed: int = 0, n
     tables = {"retrieval": pd.DataFrame(rows), "generation": generation, "examples": examples,
               "hardness": pd.DataFrame([hardness]),
               "sizes": pd.DataFrame([{"dataset": k, "pairs": len(v)} for k, v in datasets.items()])}
-    config = {"profile": profile.to_dict(), "domain": domain, "recipe": cfg.to_dict(), "n_paraphrase": n_paraphrase,
-              "generator": {"model": profile.model, "max_new_tokens": gen.max_new_tokens, "greedy": not gen.do_sample},
+    config = {"profile": profile.to_dict(), "domain": domain, "recipe": cfg.to_dict(), "n_documents": n_documents,
+              "n_paraphrase": n_paraphrase,
+              "generator": {"model": profile.model, "max_new_tokens": gen.max_new_tokens, "greedy": not gen.do_sample,
+                            "bf16": gen.bf16},
               "filter_embedder": "all-MiniLM-L6-v2"}
     save_results(EXPERIMENT, profile_name, {k: v.to_dict(orient="records") for k, v in tables.items()}, config,
                  [seed], t["seconds"])

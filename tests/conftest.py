@@ -15,6 +15,13 @@ def _isolated_results(tmp_path, monkeypatch):
     monkeypatch.setenv("LBR_RESULTS_DIR", str(tmp_path / "results"))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_run_cache(tmp_path_factory):
+    """Stage-1 checkpoints and scored cells of the smoke runs go to a temporary folder (the converted
+    SmolLM2 stays in the shared model cache)."""
+    os.environ["LBR_RUN_CACHE"] = str(tmp_path_factory.mktemp("run-cache"))
+
+
 @pytest.fixture(scope="session")
 def tiny():
     from lbr_utils.models import load_causal_lm

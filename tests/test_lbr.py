@@ -37,7 +37,7 @@ def test_generative_config_rejects_bad_input():
 
 
 def test_a_cell_is_trained_once_and_then_read_from_the_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("LBR_CACHE", str(tmp_path))
+    monkeypatch.setenv("LBR_RUN_CACHE", str(tmp_path))
     profile = get_profile("smoke", model="tiny")
     stage1, stage2 = lbr_study.configs(profile, 0)
     first = lbr_study.run_cell(profile, "medical", 0, "IB-GL+CL", stage1, stage2)
@@ -76,3 +76,11 @@ def test_seed_summaries():
     s = mean_std(table, ["model"])
     assert s.loc["a", "mean"] == pytest.approx(60) and s.loc["a", "std"] == pytest.approx(100 * np.std([.5, .7], ddof=1))
     assert paired_differences(table, "a", "b") == pytest.approx([0.1, 0.3])
+
+
+def test_pt_style_pairs():
+    """PT-style IB-GL rebuilds the text from the bottleneck; standard PT is plain language modelling."""
+    rec = RECORDS[:1]
+    assert GenerativeConfig(style="pt", bottleneck=True).pairs(rec) == [(rec[0].answer, rec[0].answer)]
+    assert GenerativeConfig(style="pt", bottleneck=False).pairs(rec) == [("", rec[0].answer)]
+    assert GenerativeConfig(style="sft").pairs(rec) == [(rec[0].question, rec[0].answer)]

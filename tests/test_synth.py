@@ -3,7 +3,7 @@ import pytest
 
 from lbr_utils.data import QARecord
 from lbr_utils.models import load_causal_lm
-from lbr_utils.synth import HFGenerator, clean_generation, consistency_filter, synthesise_queries
+from lbr_utils.synth import HFGenerator, chat_prompt, clean_generation, consistency_filter, synthesise_queries
 
 RECS = [QARecord("1", "m", "asthma nos", "Unspecified asthma", "J45"),
         QARecord("2", "m", "broken arm", "Fracture of humerus", "S42"),
@@ -14,7 +14,7 @@ class Echo:
     """A stand-in generator: the interface is all the pipeline needs."""
 
     def generate(self, prompts):
-        return [p.rsplit("Text: ", 1)[-1].split("\n")[0].lower() for p in prompts]
+        return [p[-1]["content"].lower() for p in prompts]  # the last user turn: the document itself
 
 
 def test_any_generator_works_through_the_interface():
@@ -51,6 +51,15 @@ def test_consistency_filter_keeps_queries_whose_document_ranks_first():
         consistency_filter(embed, RECS, pool=["x"])
 
 
+def test_the_few_shot_prompt_is_a_conversation_ending_in_the_document():
+    messages = chat_prompt("query", "Unspecified asthma")
+    roles = [m["role"] for m in messages]
+    assert roles[-1] == "user" and messages[-1]["content"] == "Unspecified asthma"
+    assert roles[:-1] == ["user", "assistant"] * (len(roles) // 2)
+    assert messages[0]["content"].startswith("Write a short search query")
+
+
 def test_generations_are_cleaned():
     assert clean_generation(' Query: "broken arm"\nText: more') == "broken arm"
     assert clean_generation("asthma attack") == "asthma attack"
+    assert clean_generation("Text: Fracture of humerus") == "Fracture of humerus"
