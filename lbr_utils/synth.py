@@ -25,12 +25,12 @@ FEW_SHOT = {
     "query": ("Write a short search query that a person would type to find the text. Reply with the query only.",
               [("Fracture of humerus", "broken upper arm bone"),
                ("sorted(iterable) returns a new sorted list", "python sort a list"),
-               ("Iatrogenic carnitine deficiency (ICD-10-CM E71.43)", "carnitine deficiency caused by treatment")]),
+               ("Type 2 diabetes mellitus without complications", "adult onset diabetes no complications")]),
     "paraphrase": ("Rewrite the term in other words with the same meaning. Reply with the rewrite only.",
                    [("heart attack", "myocardial infarction"), ("broken arm", "fracture of the arm")]),
     "negative": ("Write a text that looks similar but means something different. Reply with the text only.",
                  [("Fracture of humerus", "Fracture of femur"),
-                  ("aspirin: molecular formula C9H8O4", "ibuprofen: molecular formula C13H18O2")]),
+                  ("Type 2 diabetes mellitus without complications", "Type 1 diabetes mellitus with ketoacidosis")]),
 }
 _ANSWER_LABELS = ("query:", "rewrite:", "similar but different:", "search query:", "text:")
 
