@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from .data import load_domain
 from .embedders import LLMEmbedder, SentenceTransformerEmbedder
 from .evaluate import BM25, evaluate_models
-from .lbr_study import collect, configs, run_cell
+from .lbr_study import collect, configs, max_length, run_cell
 from .models import load_causal_lm
 from .profiles import Profile, get_profile
 from .results import save_results, timer
@@ -69,7 +69,7 @@ def baseline_rows(profile: Profile, domain: str, seed: int) -> list[dict]:
     model, tok = load_causal_lm(profile.model)
     models = {"BM25": BM25, "all-MiniLM-L6-v2": SentenceTransformerEmbedder()}
     for pooling in ("mean", "prompteol"):
-        models[f"LLM, {pooling} pooling (untrained)"] = LLMEmbedder(model, tok, pooling=pooling, max_length=profile.max_length,
+        models[f"LLM, {pooling} pooling (untrained)"] = LLMEmbedder(model, tok, pooling=pooling, max_length=max_length(profile),
                                                             bf16=True)
     table = evaluate_models(models, {domain: splits.eval})
     return table.assign(domain=domain, seed=seed).to_dict(orient="records")

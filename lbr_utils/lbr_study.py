@@ -32,13 +32,19 @@ RATIO = 8.0  # the paper's default compression ratio
 TABLE2 = ("LLM", "LLM+GL", "LLM+IB-GL", "LLM+CL")  # the models whose generation Table 2 scores
 
 
+def max_length(profile: Profile) -> int:
+    """Tokens of a text the LBR study reads, in stage 1, stage 2 and evaluation alike: every
+    bottleneck token an embedding can end on has then been trained (k <= ceil((this + 1) / r))."""
+    return min(64, profile.max_length)
+
+
 def configs(profile: Profile, seed: int, ratio: float = RATIO) -> tuple[GenerativeConfig, ContrastiveConfig]:
     """Stage-1 (IB-GL; ``bottleneck=False`` for GL) and stage-2 configs of one profile and seed."""
     stage1 = GenerativeConfig(style="sft", bottleneck=True, ratio=ratio, steps=profile.generative_steps,
-                              batch_size=profile.batch_size, max_input=min(64, profile.max_length),
+                              batch_size=profile.batch_size, max_input=max_length(profile),
                               max_target=min(32, profile.max_length), seed=seed)
     stage2 = ContrastiveConfig(steps=profile.train_steps, batch_size=profile.batch_size,
-                               max_length=min(64, profile.max_length), pooling=bottleneck_pooling(ratio), seed=seed)
+                               max_length=max_length(profile), pooling=bottleneck_pooling(ratio), seed=seed)
     return stage1, stage2
 
 
@@ -85,7 +91,7 @@ def trained_embedder(profile: Profile, domain: str, seed: int, stage1: Generativ
                          "final_loss": float(np.mean(result.losses[-5:]))})
     else:
         embedder = LLMEmbedder(model, tok, pooling=bottleneck_pooling(ratio))
-    embedder.bf16, embedder.max_length = True, profile.max_length
+    embedder.bf16, embedder.max_length = True, max_length(profile)
     return embedder, training
 
 

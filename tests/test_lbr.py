@@ -84,3 +84,14 @@ def test_pt_style_pairs():
     assert GenerativeConfig(style="pt", bottleneck=True).pairs(rec) == [(rec[0].answer, rec[0].answer)]
     assert GenerativeConfig(style="pt", bottleneck=False).pairs(rec) == [("", rec[0].answer)]
     assert GenerativeConfig(style="sft").pairs(rec) == [(rec[0].question, rec[0].answer)]
+
+
+def test_every_text_the_study_reads_has_trained_bottleneck_tokens():
+    """The longest text of stage 2 and of evaluation needs no more bottleneck tokens than stage 1 added."""
+    from lbr_utils.masks import bottleneck_count
+
+    for name in ("smoke", "cpu", "gpu"):
+        profile = get_profile(name)
+        stage1, stage2 = lbr_study.configs(profile, 0)
+        assert bottleneck_count(lbr_study.max_length(profile) + 1, stage1.ratio) <= stage1.max_bottleneck
+        assert stage2.max_length == stage1.max_input == lbr_study.max_length(profile)
