@@ -33,8 +33,8 @@ TABLE2 = ("LLM", "LLM+GL", "LLM+IB-GL", "LLM+CL")  # the models whose generation
 
 
 def max_length(profile: Profile) -> int:
-    """Tokens of a text the LBR study reads, in stage 1, stage 2 and evaluation alike: every
-    bottleneck token an embedding can end on has then been trained (k <= ceil((this + 1) / r))."""
+    """Tokens of a text the LBR study reads, in stage 1, stage 2 and evaluation alike: then every
+    bottleneck token an evaluated text needs exists, and stage 2 has trained with it."""
     return min(64, profile.max_length)
 
 
