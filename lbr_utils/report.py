@@ -184,7 +184,9 @@ def _section(title: str, experiment: str, profile: str, body) -> list[str]:
         record = load_results(experiment, profile)
     except FileNotFoundError:
         return [f"## {title}", "", f"Not run yet in profile `{profile}` (no `results/{profile}/{experiment}.json`).", ""]
-    return [f"## {title}", "", provenance_line(record), "", *body(record, load_tables(record)), ""]
+    metrics = record["metrics"]
+    tables = load_tables(record) if isinstance(metrics, dict) and all(isinstance(v, list) for v in metrics.values()) else {}
+    return [f"## {title}", "", provenance_line(record), "", *body(record, tables), ""]
 
 
 def reproduction_page(profile: str = "cpu") -> str:
