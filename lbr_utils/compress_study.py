@@ -33,7 +33,9 @@ def datasets(profile, seed: int) -> tuple[list, dict]:
 
 def run_compression_study(profile_name: str, seed: int = 0, show_progress: bool = True) -> dict[str, pd.DataFrame]:
     profile = get_profile(profile_name)
-    cfg = CompressionConfig(steps=2 * profile.generative_steps, batch_size=profile.batch_size, seed=seed)
+    cfg = CompressionConfig(steps=2 * profile.generative_steps, batch_size=profile.batch_size, seed=seed,
+                            ratios=tuple(profile.extra.get("compression_ratios", CompressionConfig.ratios)),
+                            max_target=min(64, profile.max_length))
     with timer() as t:
         train_set, test = datasets(profile, seed)
         model, tok = load_causal_lm(profile.model)

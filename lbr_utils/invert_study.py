@@ -19,7 +19,7 @@ from .generate import generation_scores
 from .invert import InversionConfig, Inverter, add_noise, token_f1, train_inverter
 from .lbr_study import configs, max_length, trained_embedder
 from .models import load_causal_lm
-from .profiles import get_profile
+from .profiles import get_profile, lbr_profile
 from .results import save_results, timer
 
 EXPERIMENT = "inversion"
@@ -54,7 +54,8 @@ def run_inversion_study(profile_name: str, seed: int = 0, domain: str = "medical
     with timer() as t:
         base, tok = load_causal_lm(profile.model)
         embedders = {"SmolLM2, mean pooling": LLMEmbedder(base, tok, pooling="mean", max_length=max_length(profile), bf16=True),
-                     "LBR (IB-GL + CL)": trained_embedder(profile, domain, seed, *configs(profile, seed))[0],
+                     "LBR (IB-GL + CL)": trained_embedder(lbr_profile(profile), domain, seed,
+                                                             *configs(lbr_profile(profile), seed))[0],
                      "all-MiniLM-L6-v2": SentenceTransformerEmbedder()}
         rows, losses = [], []
         for name, embedder in embedders.items():

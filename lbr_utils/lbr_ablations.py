@@ -16,7 +16,7 @@ from .embedders import LLMEmbedder, SentenceTransformerEmbedder
 from .evaluate import BM25, evaluate_models
 from .lbr_study import collect, configs, max_length, run_cell
 from .models import load_causal_lm
-from .profiles import Profile, get_profile
+from .profiles import Profile, get_profile, lbr_profile
 from .results import save_results, timer
 
 EXPERIMENT = "lbr_ablations"
@@ -84,7 +84,7 @@ def main_cells(profile: Profile, domain: str, seed: int) -> list[dict]:
 
 def run_ablations(profile_name: str, domain: str = "medical", seeds: tuple[int, ...] | None = None,
                   show_progress: bool = True) -> dict[str, pd.DataFrame]:
-    profile = get_profile(profile_name)
+    profile = lbr_profile(get_profile(profile_name))
     seeds = tuple(seeds if seeds is not None else profile.seeds)
     parts = {"attention": attention_cells, "ratio": ratio_cells, "style": style_cells,
              "allocation": allocation_cells, "main": main_cells}

@@ -24,7 +24,7 @@ from .geometry import separation_ratio
 from .lbr import GenerativeConfig, cache_key, cached_json, stage1_model
 from .models import add_bottleneck_tokens, load_causal_lm
 from .pooling import bottleneck_pooling, token_ids
-from .profiles import Profile, get_profile
+from .profiles import Profile, get_profile, lbr_profile
 from .results import save_results, timer
 
 EXPERIMENT = "lbr_stages"
@@ -135,7 +135,7 @@ def run_one(profile: Profile, domain: str, seed: int, show_progress: bool = Fals
 
 def run_lbr_study(profile_name: str, domains: tuple[str, ...] = tuple(DOMAINS), seeds: tuple[int, ...] | None = None,
                   show_progress: bool = True) -> dict[str, pd.DataFrame]:
-    profile = get_profile(profile_name)
+    profile = lbr_profile(get_profile(profile_name))
     seeds = tuple(seeds if seeds is not None else profile.seeds)
     out: dict[str, list] = {}
     with timer() as t:

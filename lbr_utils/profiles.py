@@ -37,6 +37,9 @@ class Profile:
     # Optimiser steps of one generative (stage-1) run, and held-out questions answered per generation test.
     generative_steps: int = 40
     n_generate: int = 32
+    # The LBR chapters train six models per (domain, seed) on 3 domains x 3 seeds: on two cores they
+    # need a smaller scale than one chapter-3 run. These fields override the ones above there.
+    lbr_scale: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -47,12 +50,13 @@ _PROFILES = {
     "smoke": Profile(
         name="smoke", model="smollm2-135m", n_gl=64, n_cl=64, n_eval=24, n_distractors=40,
         n_sts=40, seeds=(0,), batch_size=4, max_length=32, train_steps=2,
-        generative_steps=2, n_generate=3,
+        generative_steps=2, n_generate=3, extra={"compression_ratios": (4.0, 16.0)},
     ),
     "cpu": Profile(
         name="cpu", model="smollm2-135m", n_gl=2000, n_cl=1000, n_eval=300, n_distractors=700,
         n_sts=None, seeds=(0, 1, 2), batch_size=16, max_length=128, train_steps=30,
         generative_steps=40, n_generate=32,
+        lbr_scale={"n_eval": 150, "n_distractors": 350, "generative_steps": 20, "train_steps": 15, "n_generate": 16},
     ),
     "gpu": Profile(
         name="gpu", model="Qwen/Qwen2.5-1.5B", n_gl=150_000, n_cl=50_000, n_eval=20_000,
@@ -61,6 +65,11 @@ _PROFILES = {
         generative_steps=4000, n_generate=1000,
     ),
 }
+
+
+def lbr_profile(profile: Profile) -> Profile:
+    """``profile`` at the scale of the LBR chapters (its ``lbr_scale`` applied)."""
+    return replace(profile, **profile.lbr_scale, lbr_scale={}) if profile.lbr_scale else profile
 
 
 def get_profile(name: str, **overrides) -> Profile:

@@ -95,3 +95,13 @@ def test_every_text_the_study_reads_has_trained_bottleneck_tokens():
         stage1, stage2 = lbr_study.configs(profile, 0)
         assert bottleneck_count(lbr_study.max_length(profile) + 1, stage1.ratio) <= stage1.max_bottleneck
         assert stage2.max_length == stage1.max_input == lbr_study.max_length(profile)
+
+
+def test_the_lbr_scale_overrides_only_what_it_names():
+    from lbr_utils.profiles import lbr_profile
+
+    cpu = get_profile("cpu")
+    small = lbr_profile(cpu)
+    assert small.n_eval == cpu.lbr_scale["n_eval"] and small.model == cpu.model and small.seeds == cpu.seeds
+    assert small.lbr_scale == {} and lbr_profile(small) == small
+    assert lbr_profile(get_profile("smoke")) == get_profile("smoke")

@@ -17,7 +17,9 @@ def _stages_record(ib_cl_score: float) -> dict:
                  for m in models for s in (0, 1) for metric in ("NDCG@10", "R@10")]
     generation = [{"model": m, "domain": "medical", "seed": s, "BLEU-4": b, "ROUGE-L": 2 * b}
                   for m, b in [("LLM", 1.0), ("LLM+GL", 10.0), ("LLM+IB-GL", 9.0), ("LLM+CL", 0.5)] for s in (0, 1)]
-    return {"retrieval": retrieval, "generation": generation}
+    separation = [{"model": m, "domain": "medical", "seed": s, "separation_ratio": base[m] * 10 + s}
+                  for m in models[:3] for s in (0, 1)]
+    return {"retrieval": retrieval, "generation": generation, "separation": separation}
 
 
 def test_the_page_follows_the_results_file(tmp_path, monkeypatch):
