@@ -16,7 +16,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .contrastive import ContrastiveConfig, train_contrastive
-from .data import DOMAINS, load_domain
+from .data import DOMAINS, DomainSplits, load_domain
 from .embedders import LLMEmbedder
 from .evaluate import evaluate_models
 from .generate import generation_scores, greedy_generate
@@ -72,10 +72,12 @@ def run_cell(profile: Profile, domain: str, seed: int, name: str, stage1: Genera
 
 
 def trained_embedder(profile: Profile, domain: str, seed: int, stage1: GenerativeConfig | None,
-                     stage2: ContrastiveConfig | None, show_progress: bool = False) -> tuple[LLMEmbedder, list[dict]]:
+                     stage2: ContrastiveConfig | None, show_progress: bool = False,
+                     splits: DomainSplits | None = None) -> tuple[LLMEmbedder, list[dict]]:
     """The base LLM, after stage 1 and/or stage 2 as given, as an embedder (the bottleneck embedding
-    unless ``stage2`` names another pooling); plus a row per training stage (time, steps, final loss)."""
-    splits = load_domain(domain, profile, seed)
+    unless ``stage2`` names another pooling); plus a row per training stage (time, steps, final loss).
+    ``splits`` saves reloading the domain when the caller has it already."""
+    splits = splits or load_domain(domain, profile, seed)
     ratio = stage1.ratio if stage1 is not None and stage1.bottleneck else RATIO
     training = []
     if stage1 is None:
@@ -97,7 +99,7 @@ def trained_embedder(profile: Profile, domain: str, seed: int, stage1: Generativ
 
 def _compute_cell(profile, domain, seed, stage1, stage2, generate, show_progress) -> dict[str, list]:
     splits = load_domain(domain, profile, seed)
-    embedder, training = trained_embedder(profile, domain, seed, stage1, stage2, show_progress)
+    embedder, training = trained_embedder(profile, domain, seed, stage1, stage2, show_progress, splits)
     out = {"retrieval": evaluate_models({"model": embedder}, {domain: splits.eval}).to_dict(orient="records"),
            "training": training}
     if stage2 is None:

@@ -56,7 +56,8 @@ _PROFILES = {
         name="cpu", model="smollm2-135m", n_gl=2000, n_cl=1000, n_eval=300, n_distractors=700,
         n_sts=None, seeds=(0, 1, 2), batch_size=16, max_length=128, train_steps=30,
         generative_steps=40, n_generate=32,
-        lbr_scale={"n_eval": 150, "n_distractors": 350, "generative_steps": 20, "train_steps": 15, "n_generate": 16},
+        lbr_scale={"n_eval": 100, "n_distractors": 150, "max_length": 48, "batch_size": 8, "generative_steps": 20,
+                   "train_steps": 15, "n_generate": 12},
     ),
     "gpu": Profile(
         name="gpu", model="Qwen/Qwen2.5-1.5B", n_gl=150_000, n_cl=50_000, n_eval=20_000,
