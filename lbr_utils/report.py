@@ -93,11 +93,12 @@ def generation_claims(retrieval: pd.DataFrame, generation: pd.DataFrame) -> pd.D
     ndcg = retrieval[retrieval.metric == "NDCG@10"]
     paper = {r["model"]: r for r in paper_numbers()["table2_repr_gen"]["rows"]}
     by = ("domain", "seed")
+    retrieves = paired_differences(ndcg, "LLM+IB-GL", "LLM+GL", by=by)
     bleu = generation.pivot_table(index=list(by), columns="model", values="BLEU-4")
     keeps = (bleu["LLM+IB-GL"] / bleu["LLM+GL"].where(bleu["LLM+GL"] > 0)).dropna().tolist()
     rows = [{"claim": "IB-GL retrieves better than GL (NDCG@10)",
-             "ours": 100 * pd.Series(paired_differences(ndcg, "LLM+IB-GL", "LLM+GL", by=by)).mean(),
-             "paper": paper["IB-GL"]["NDCG@10"] - paper["GL"]["NDCG@10"], "verdict": verdict(paired_differences(ndcg, "LLM+IB-GL", "LLM+GL", by=by), +1)},
+             "ours": 100 * sum(retrieves) / len(retrieves),
+             "paper": paper["IB-GL"]["NDCG@10"] - paper["GL"]["NDCG@10"], "verdict": verdict(retrieves, +1)},
             {"claim": "IB-GL keeps GL's generation (BLEU-4 ratio IB-GL / GL >= 0.8)",
              "ours": sum(keeps) / len(keeps) if keeps else float("nan"), "paper": paper["IB-GL"]["BLEU-4"] / paper["GL"]["BLEU-4"],
              "verdict": comparable(keeps) if keeps else "not measurable (GL's BLEU-4 is 0)"},
@@ -170,6 +171,61 @@ def main_claims(retrieval: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
+def _ndcg(rows: list[dict], model: str, domain: str) -> float:
+    """NDCG@10 of ``model`` on ``domain`` from a results file's long retrieval rows."""
+    return next(r["score"] for r in rows if r["model"] == model and r["task"] == domain and r["metric"] == "NDCG@10")
+
+
+def _survey_claim(text: str, source: str, evidence: str, diffs: Sequence[float], sign: int) -> dict:
+    return {"claim": text, "source": source, "ours (x100)": 100 * sum(diffs) / len(diffs), "evidence": evidence,
+            "units": len(diffs), "verdict": verdict(diffs, sign)}
+
+
+def survey_claims(records: dict[str, dict]) -> pd.DataFrame:
+    """The survey's and the practice article's claims that chapters 2-4 test, judged on our runs.
+
+    ``records`` maps an experiment name to its results record; a claim whose experiment is missing is
+    left out. "units" counts the paired differences judged (domains, or the one run of a chapter)."""
+    rows = []
+    if "pooling" in records:
+        main = records["pooling"]["metrics"]["main"]
+        domains = sorted({r["task"] for r in main if r["kind"] == "retrieval"})
+        diffs = [_ndcg(main, "mean (bidirectional)", d) - _ndcg(main, "mean", d) for d in domains]
+        rows.append(_survey_claim("bidirectional attention reads text better than causal (untrained, mean pooling)",
+                                  "survey §4", "NDCG@10, per domain (chapter 2)", diffs, +1))
+    if "contrastive" in records:
+        m = records["contrastive"]["metrics"]
+        ret = m["retrieval"]
+        domain = ret[0]["task"]
+        score = {r["model"]: r["score"] for r in ret if r["metric"] == "NDCG@10"}
+        aniso = {r["model"]: r["anisotropy"] for r in m["geometry"]}
+        smallest = min(r["dim"] for r in m["matryoshka"])
+        at = {r["run"]: r["NDCG@10"] for r in m["matryoshka"] if r["dim"] == smallest}
+        base = "in-batch, t=0.05 (base)"
+        rows += [
+            _survey_claim("contrastive fine-tuning lowers anisotropy (mean cosine of random pairs)", "survey §4",
+                          f"anisotropy, {domain} corpus (chapter 3)", [aniso[base] - aniso["before training"]], -1),
+            _survey_claim("hard negatives improve contrastive learning", "article; survey §3",
+                          f"NDCG@10, {domain} (chapter 3)", [score["+ hard negatives (filtered)"] - score[base]], +1),
+            _survey_claim("filtering false negatives out of the hard negatives helps", "survey, open question 2",
+                          f"NDCG@10, {domain} (chapter 3)",
+                          [score["+ hard negatives (filtered)"] - score["+ hard negatives (unfiltered)"]], +1),
+            _survey_claim(f"Matryoshka training keeps more quality when truncated (to {smallest} dims)", "article",
+                          f"NDCG@10 at {smallest} dims, {domain} (chapter 3)", [at["Matryoshka"] - at[base]], +1)]
+        if "baselines" in records:
+            minilm = _ndcg(records["baselines"]["metrics"], "all-MiniLM-L6-v2", domain)
+            rows.append(_survey_claim("a contrastively fine-tuned LLM matches or beats an encoder (all-MiniLM-L6-v2)",
+                                      "survey §4", f"NDCG@10, {domain}, LoRA base recipe (chapters 1, 3)",
+                                      [score[base] - minilm], +1))
+    if "synthetic" in records:
+        score = {r["model"]: r["score"] for r in records["synthetic"]["metrics"]["retrieval"] if r["metric"] == "NDCG@10"}
+        rows += [_survey_claim("LLM-synthesised pairs added to human pairs improve the embedder", "survey §3",
+                               "NDCG@10, medical (chapter 4)", [score["human + synthetic"] - score["human"]], +1),
+                 _survey_claim("LLM-synthesised pairs alone rival human pairs", "survey §3",
+                               "NDCG@10, medical (chapter 4)", [score["synthetic (filtered)"] - score["human"]], +1)]
+    return pd.DataFrame(rows)
+
+
 PAGE = "book/reproduction.md"
 
 
@@ -178,30 +234,31 @@ def _table(frame: pd.DataFrame) -> str:
 
 
 def _section(title: str, experiment: str, profile: str, body) -> list[str]:
-    from .results import load_results, load_tables, provenance_line
+    from .results import load_results, provenance_line
 
     try:
         record = load_results(experiment, profile)
     except FileNotFoundError:
         return [f"## {title}", "", f"Not run yet in profile `{profile}` (no `results/{profile}/{experiment}.json`).", ""]
-    metrics = record["metrics"]
-    tables = load_tables(record) if isinstance(metrics, dict) and all(isinstance(v, list) for v in metrics.values()) else {}
-    return [f"## {title}", "", provenance_line(record), "", *body(record, tables), ""]
+    return [f"## {title}", "", provenance_line(record), "", *body(record), ""]
 
 
 def reproduction_page(profile: str = "cpu") -> str:
     """The "Reproduction report" page, made from the results files only (never edit it by hand:
     ``python -m lbr_utils.report`` rewrites it, and a test fails when it is stale)."""
+    from .results import load_tables
+
     paper = paper_numbers()
 
     def scale(record) -> str:
         p = record["config"]["profile"]
         return (f"**Our scale:** `{p['model']}`, {p['n_gl']:,} GL / {p['n_cl']:,} CL records and {p['n_eval']:,} "
-                f"evaluation queries per domain, stage 1 {record['config']['stage1']['steps']} steps, stage 2 "
+                f"evaluation queries per domain, texts cut to {p['max_length']} tokens, stage 1 {record['config']['stage1']['steps']} steps, stage 2 "
                 f"{record['config']['stage2']['steps']} steps, batch {p['batch_size']}, seeds {record['provenance']['seeds']}. "
                 f"**The paper's:** {paper['scale']}.")
 
-    def stages(record, tables):
+    def stages(record):
+        tables = load_tables(record)
         joined = separation_prediction(tables["separation"], tables["retrieval"])
         within = {d: spearman(g.separation_ratio, g.score) for d, g in joined.groupby("domain")}
         return [scale(record), "", "### Table 3: stages", "", _table(stage_claims(tables["retrieval"])), "",
@@ -212,11 +269,12 @@ def reproduction_page(profile: str = "cpu") -> str:
                 f"{len(joined)} (start model, domain, seed) points: {spearman(joined.separation_ratio, joined.score):.2f}; "
                 "within each domain: " + ", ".join(f"{d} {r:.2f}" for d, r in within.items()) + "."]
 
-    def ablations(record, tables):
+    def ablations(record):
+        tables = load_tables(record)
         return [scale(record), "", _table(ablation_claims(tables["retrieval"], tables["training"])), "",
                 "### Main comparison", "", _table(main_claims(tables["retrieval"], tables["baselines"]))]
 
-    def timing(record, tables):
+    def timing(record):
         m = record["metrics"]
         ratios = pd.DataFrame([
             _claim("IB-GL (SFT) step time / standard SFT step time (target <= 1.05)", m["ratio IB-GL/standard (SFT)"],
@@ -234,7 +292,28 @@ def reproduction_page(profile: str = "cpu") -> str:
     lines += _section("Learn Before Represent: stages (chapter 5a)", "lbr_stages", profile, stages)
     lines += _section("Learn Before Represent: ablations (chapter 5b)", "lbr_ablations", profile, ablations)
     lines += _section("Learn Before Represent: training step time", "bench_ib_gl", profile, timing)
+    lines += survey_section(profile)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def survey_section(profile: str) -> list[str]:
+    """The survey claims of chapters 2-4, with the provenance of every results file they read."""
+    from .results import load_results, provenance_line
+
+    records = {}
+    for experiment in ("pooling", "contrastive", "baselines", "synthetic"):
+        try:
+            records[experiment] = load_results(experiment, profile)
+        except FileNotFoundError:
+            continue
+    claims = survey_claims(records)
+    if claims.empty:
+        return ["## The survey's claims (chapters 2-4)", "", f"Not run yet in profile `{profile}`.", ""]
+    return ["## The survey's claims (chapters 2-4)", "",
+            "The survey states directions, not numbers, so there is no paper column: \"ours\" is the difference "
+            "the claim predicts to be positive (negative for anisotropy), over \"units\" paired comparisons. "
+            "Chapters 2-4 ran one seed, so a verdict on one unit is a single observation, not a test.", "",
+            *[f"- {provenance_line(r)}" for r in records.values()], "", _table(claims), ""]
 
 
 def paper_by(paper: dict, model: str) -> float:

@@ -34,6 +34,27 @@ def test_notebook_has_a_parameters_cell_with_a_profile(notebook):
     assert len(params) == 1 and "profile" in "".join(params[0]["source"])
 
 
+def _without_timings(value):
+    """``value`` with every wall-time field dropped: the one part of a results file a rerun may change."""
+    if isinstance(value, dict):
+        return {k: _without_timings(v) for k, v in value.items() if "time" not in k and "second" not in k}
+    if isinstance(value, list):
+        return [_without_timings(v) for v in value]
+    return value
+
+
+@pytest.mark.notebook
+def test_a_training_notebook_rerun_with_the_same_seed_gives_the_same_metrics(tmp_path, monkeypatch):
+    """Chapter 3 trains six embedders; run twice in smoke, every score, loss and geometry number agrees."""
+    notebook = next(nb for nb in NOTEBOOKS if nb.name.startswith("03_"))
+    metrics = []
+    for run in ("first", "second"):
+        monkeypatch.setenv("LBR_RESULTS_DIR", str(tmp_path / run))
+        execute(notebook, "smoke", tmp_path / f"{run}.ipynb")
+        metrics.append(json.loads((tmp_path / run / "smoke" / "contrastive.json").read_text())["metrics"])
+    assert metrics[0]["retrieval"] and _without_timings(metrics[0]) == _without_timings(metrics[1])
+
+
 @pytest.mark.notebook
 def test_the_book_builds_offline_without_warnings(tmp_path):
     out = build_book(path_output=tmp_path, check=False)

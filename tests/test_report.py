@@ -28,7 +28,7 @@ def test_the_page_follows_the_results_file(tmp_path, monkeypatch):
     from lbr_utils.results import save_results
 
     monkeypatch.setenv("LBR_RESULTS_DIR", str(tmp_path))
-    config = {"profile": {"model": "tiny", "n_gl": 8, "n_cl": 8, "n_eval": 4, "batch_size": 2},
+    config = {"profile": {"model": "tiny", "n_gl": 8, "n_cl": 8, "n_eval": 4, "batch_size": 2, "max_length": 16},
               "stage1": {"steps": 1}, "stage2": {"steps": 1}}
     save_results("lbr_stages", "cpu", _stages_record(0.50), config, [0, 1], 1.0)
     page = reproduction_page("cpu")
@@ -39,3 +39,21 @@ def test_the_page_follows_the_results_file(tmp_path, monkeypatch):
     line = next(l for l in reproduction_page("cpu").splitlines()
                 if l.startswith("| IB-GL first beats contrastive learning alone"))
     assert "-10.00" in line and "not reproduced" in line
+
+
+def test_survey_claims_follow_the_chapter_results():
+    """The synthetic-data claim is judged from chapter 4's scores: better with synthetic pairs is
+    'reproduced', worse 'not reproduced'; a chapter without results adds no claim."""
+    from lbr_utils.report import survey_claims
+
+    def synthetic(both: float) -> dict:
+        scores = {"human": 0.50, "synthetic (filtered)": 0.45, "human + synthetic": both}
+        return {"metrics": {"retrieval": [{"model": m, "task": "medical", "metric": "NDCG@10", "score": s}
+                                          for m, s in scores.items()]}}
+
+    up = survey_claims({"synthetic": synthetic(0.53)}).set_index("claim")
+    row = up.loc["LLM-synthesised pairs added to human pairs improve the embedder"]
+    assert row["verdict"] == "reproduced" and abs(row["ours (x100)"] - 3.0) < 1e-9
+    down = survey_claims({"synthetic": synthetic(0.47)}).set_index("claim")
+    assert down.loc["LLM-synthesised pairs added to human pairs improve the embedder", "verdict"] == "not reproduced"
+    assert len(up) == 2 and survey_claims({}).empty
