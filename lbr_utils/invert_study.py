@@ -32,6 +32,18 @@ def _entities(answer: str) -> tuple[str, str]:
     return name, rest.split(";")[0].rstrip(")")
 
 
+def memoised(embed):
+    """``embed`` computing each distinct text once: the noise sweep scores the same corpus six times."""
+    seen: dict[str, np.ndarray] = {}
+
+    def fn(texts: list[str]) -> np.ndarray:
+        new = [t for t in dict.fromkeys(texts) if t not in seen]
+        if new:
+            seen.update(zip(new, embed(new)))
+        return np.stack([seen[t] for t in texts])
+    return fn
+
+
 def noisy_corpus_embedder(embed, corpus: list[str], scale: float, seed: int):
     """An embed function for retrieval in which the stored documents carry noise and queries do not."""
     stored = dict(zip(corpus, add_noise(embed(corpus), scale, seed)))
@@ -40,6 +52,25 @@ def noisy_corpus_embedder(embed, corpus: list[str], scale: float, seed: int):
         clean = add_noise(embed(texts), 0.0)
         return np.stack([stored.get(t, c) for t, c in zip(texts, clean)])
     return fn
+
+
+def halving_table(inversion: pd.DataFrame) -> pd.DataFrame:
+    """Per embedder: the smallest noise scale at which token F1 falls to half its clean value, and
+    what retrieval pays there (the number a practitioner picking a noise level needs)."""
+    rows = []
+    for name, g in inversion.groupby("embedder", sort=False):
+        g = g.sort_values("noise")
+        f1_0, ndcg_0 = g.token_f1.iloc[0], g["NDCG@10"].iloc[0]
+        halved = g[g.token_f1 <= f1_0 / 2]
+        row = {"embedder": name, "token F1, clean": f1_0}
+        if len(halved):
+            r = halved.iloc[0]
+            row |= {"noise where F1 halves": r.noise, "token F1 there": r.token_f1,
+                    "NDCG@10 cost (points)": 100 * (ndcg_0 - r["NDCG@10"])}
+        else:
+            row |= {"noise where F1 halves": f"> {g.noise.max():g}"}
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def run_inversion_study(profile_name: str, seed: int = 0, domain: str = "medical",
@@ -53,13 +84,14 @@ def run_inversion_study(profile_name: str, seed: int = 0, domain: str = "medical
     corpus = list(splits.eval.corpus.values())
     with timer() as t:
         base, tok = load_causal_lm(profile.model)
+        lbr = lbr_profile(profile)
         embedders = {"SmolLM2, mean pooling": LLMEmbedder(base, tok, pooling="mean", max_length=max_length(profile), bf16=True),
-                     "LBR (IB-GL + CL)": trained_embedder(lbr_profile(profile), domain, seed,
-                                                             *configs(lbr_profile(profile), seed))[0],
+                     "LBR (IB-GL + CL)": trained_embedder(lbr, domain, seed, *configs(lbr, seed))[0],
                      "all-MiniLM-L6-v2": SentenceTransformerEmbedder()}
         rows, losses = [], []
         for name, embedder in embedders.items():
-            train_vecs, test_vecs = embedder.embed(train_texts), embedder.embed(test_texts)
+            embed = memoised(embedder.embed)
+            train_vecs, test_vecs = embed(train_texts), embed(test_texts)
             decoder_model, decoder_tok = load_causal_lm(profile.model)
             inverter = Inverter(decoder_model, decoder_tok, train_vecs.shape[1], cfg.prefix_len)
             result = train_inverter(inverter, train_texts, train_vecs, cfg, show_progress=show_progress)
@@ -68,7 +100,7 @@ def run_inversion_study(profile_name: str, seed: int = 0, domain: str = "medical
                 guesses = inverter.generate(torch.as_tensor(add_noise(test_vecs, scale, seed)), cfg.max_length)
                 names, codes = zip(*(_entities(x) for x in test_texts))
                 quality = generation_scores(guesses, test_texts)
-                retrieval = evaluate_models({name: noisy_corpus_embedder(embedder.embed, corpus, scale, seed)},
+                retrieval = evaluate_models({name: noisy_corpus_embedder(embed, corpus, scale, seed)},
                                             {domain: splits.eval})
                 rows.append({"embedder": name, "noise": scale, **quality,
                              "token_f1": 100 * float(np.mean([token_f1(tok, g, x) for g, x in zip(guesses, test_texts)])),

@@ -1,6 +1,7 @@
 """Context compression and embedding inversion: what each model may see, and bad input."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -8,6 +9,7 @@ from lbr_utils.compress import (CompressionConfig, Example, as_training_row, dec
                                 token_accuracy, train_compressor, truncate)
 from lbr_utils.data import QARecord
 from lbr_utils.invert import Inverter, add_noise, token_f1
+from lbr_utils.invert_study import halving_table, memoised, noisy_corpus_embedder
 from lbr_utils.lbr import build_generative_batch
 from lbr_utils.masks import BOTTLENECK, INPUT, TARGET
 from lbr_utils.models import add_bottleneck_tokens, build_tiny
@@ -112,3 +114,36 @@ def test_inverter_bad_input(inverter):
         add_noise(np.ones((2, 4)), -0.1)
     noisy = add_noise(np.ones((2, 4)), 0.0)
     np.testing.assert_allclose(np.linalg.norm(noisy, axis=1), 1.0, rtol=1e-6)
+
+
+def test_memoised_embed_computes_each_text_once_and_keeps_order():
+    calls = []
+
+    def embed(texts):
+        calls.append(list(texts))
+        return np.array([[len(t), i] for i, t in enumerate(texts)], dtype=float)
+
+    fn = memoised(embed)
+    first = fn(["aa", "b", "aa"])
+    again = fn(["b", "ccc", "aa"])
+    assert calls == [["aa", "b"], ["ccc"]]
+    assert first.tolist() == [[2, 0], [1, 1], [2, 0]]
+    assert again.tolist() == [[1, 1], [3, 0], [2, 0]]
+
+
+def test_noisy_corpus_embedder_perturbs_stored_documents_only():
+    embed = lambda texts: np.array([[1.0, 0.0] if t.startswith("d") else [0.0, 1.0] for t in texts])
+    fn = noisy_corpus_embedder(embed, ["d1", "d2"], scale=0.5, seed=0)
+    out = fn(["d1", "q", "d2"])
+    assert np.allclose(out[1], [0.0, 1.0])  # a query is only normalised
+    assert not np.allclose(out[0], [1.0, 0.0]) and not np.allclose(out[0], out[2])
+
+
+def test_halving_table_finds_the_first_noise_that_halves_f1():
+    inv = pd.DataFrame({"embedder": ["a"] * 3 + ["b"] * 2, "noise": [0.1, 0.0, 0.2, 0.0, 0.1],
+                        "token_f1": [30.0, 40.0, 10.0, 50.0, 45.0], "NDCG@10": [0.5, 0.6, 0.2, 0.7, 0.69]})
+    table = halving_table(inv).set_index("embedder")
+    assert table.loc["a", "noise where F1 halves"] == 0.2
+    assert table.loc["a", "NDCG@10 cost (points)"] == pytest.approx(40.0)
+    assert table.loc["b", "noise where F1 halves"] == "> 0.1"
+    assert np.isnan(table.loc["b", "token F1 there"])
