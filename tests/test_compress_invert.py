@@ -9,7 +9,7 @@ from lbr_utils.compress import (CompressionConfig, Example, as_training_row, dec
                                 token_accuracy, train_compressor, truncate)
 from lbr_utils.data import QARecord
 from lbr_utils.invert import Inverter, add_noise, token_f1
-from lbr_utils.invert_study import halving_table, memoised, noisy_corpus_embedder
+from lbr_utils.invert_study import halving_table, inversion_scores, memoised, noisy_corpus_embedder
 from lbr_utils.lbr import build_generative_batch
 from lbr_utils.masks import BOTTLENECK, INPUT, TARGET
 from lbr_utils.models import add_bottleneck_tokens, build_tiny
@@ -147,3 +147,15 @@ def test_halving_table_finds_the_first_noise_that_halves_f1():
     assert table.loc["a", "NDCG@10 cost (points)"] == pytest.approx(40.0)
     assert table.loc["b", "noise where F1 halves"] == "> 0.1"
     assert np.isnan(table.loc["b", "token F1 there"])
+    # Measured from a floor of 20 (the template alone), "halfway" is 30, which noise 0.1 reaches.
+    floor = pd.DataFrame({"embedder": ["a", "b"], "token_f1": [20.0, 0.0]})
+    assert halving_table(inv, floor).set_index("embedder").loc["a", "noise where F1 halves"] == 0.1
+
+
+def test_inversion_scores_count_entities_by_hand():
+    _, tok = build_tiny()
+    texts = ["Asthma (ICD-10-CM J45; a lung disease)", "Gout (ICD-10-CM M10; a joint disease)"]
+    guesses = [texts[0], "gout of the knee (ICD-10-CM M11)"]
+    s = inversion_scores(tok, guesses, texts)
+    assert s["exact_match"] == 50.0 and s["codes_recovered"] == 50.0 and s["conditions_recovered"] == 100.0
+    assert 50.0 < s["token_f1"] < 100.0

@@ -1,5 +1,7 @@
 """The reproduction report page is made from the results files, and a stale page fails here."""
 
+import pytest
+
 from lbr_utils.report import PAGE, reproduction_page
 from lbr_utils.results import REPO_ROOT
 
@@ -57,3 +59,40 @@ def test_survey_claims_follow_the_chapter_results():
     down = survey_claims({"synthetic": synthetic(0.47)}).set_index("claim")
     assert down.loc["LLM-synthesised pairs added to human pairs improve the embedder", "verdict"] == "not reproduced"
     assert len(up) == 2 and survey_claims({}).empty
+
+
+def test_compression_and_inversion_claims_by_hand():
+    """Chapter 6's claims compare compressed with truncated at one budget; chapter 7's compares the
+    inverter's token F1 from the own embedding with the template floor."""
+    from lbr_utils.report import survey_claims
+
+    quality = [{"domain": d, "task": t, "mode": m, "ratio": r, metric: v}
+               for d, t, metric, m, r, v in [
+                   ("medical", "qa", "exact_match", "compressed", 8.0, 40.0), ("medical", "qa", "exact_match", "truncated", 8.0, 10.0),
+                   ("medical", "qa", "exact_match", "compressed", 4.0, 0.0), ("medical", "qa", "exact_match", "truncated", 4.0, 90.0),
+                   ("medical", "qa", "exact_match", "full", None, 99.0),
+                   ("code", "reconstruct", "token_accuracy", "compressed", 2.0, 30.0),
+                   ("code", "reconstruct", "token_accuracy", "truncated", 2.0, 50.0)]]
+    decoding = [{"reading": "full", "passage_tokens": 256, "ms_per_token": 10.0},
+                {"reading": "compressed (r=8)", "passage_tokens": 256, "ms_per_token": 8.0}]
+    inversion = {"inversion": [{"embedder": "e", "noise": 0.0, "token_f1": 60.0}, {"embedder": "e", "noise": 0.1, "token_f1": 5.0}],
+                 "floor": [{"embedder": "e", "token_f1": 35.0}]}
+    claims = survey_claims({"compression": {"metrics": {"quality": quality, "decoding": decoding}},
+                            "inversion": {"metrics": inversion}}).set_index("evidence")
+    qa = claims.loc["QA exact match, per domain (chapter 6)"]
+    assert qa["ours (x100)"] == pytest.approx(30.0) and qa["units"] == 1 and qa["verdict"] == "reproduced"
+    rec = claims.loc["token accuracy, per (domain, ratio) (chapter 6)"]
+    assert rec["ours (x100)"] == pytest.approx(-20.0) and rec["verdict"] == "not reproduced"
+    assert claims.loc["share of time per token saved, per passage length (chapter 6)", "ours (x100)"] == pytest.approx(20.0)
+    leak = claims.loc["token F1 from the own embedding minus from another text's, per embedder (chapter 7)"]
+    assert leak["ours (x100)"] == pytest.approx(25.0) and leak["verdict"] == "reproduced"
+
+
+def test_cost_table_flags_notebooks_over_the_budget():
+    from lbr_utils.report import cost_table
+
+    table = cost_table([{"notebook": "a", "wall_time_s": 2700.0, "peak_memory_mib": 8192.0},
+                        {"notebook": "b", "wall_time_s": 2701.0, "peak_memory_mib": 100.0},
+                        {"notebook": "c", "wall_time_s": 60.0, "peak_memory_mib": 8193.0, "note": "cached"}])
+    assert table["within budget"].tolist() == ["yes", "no", "no"]
+    assert table["wall time (min)"].iloc[0] == 45.0 and table["note"].iloc[2] == "cached"
