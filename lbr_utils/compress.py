@@ -25,7 +25,7 @@ import torch
 
 from .contrastive import PairBatcher
 from .data import QARecord
-from .generate import generation_scores, greedy_generate, prefill
+from .generate import decode_greedy, generation_scores, greedy_generate, prefill
 from .lbr import build_generative_batch, generative_loss
 from .masks import bottleneck_count
 from .models import add_bottleneck_tokens
@@ -184,13 +184,8 @@ def decoding_cost(model, tokenizer, passage: str, ratio: float | None, new_token
     logits, cache, position = prefill(model, tokenizer, passage, n, ratio)
     prefill_s = time.perf_counter() - start
     size = cache_bytes(cache)
-    device = next(model.parameters()).device
     start = time.perf_counter()
-    for _ in range(new_tokens):
-        token = logits.argmax(-1, keepdim=True)
-        out = model(input_ids=token, past_key_values=cache, use_cache=True,
-                    position_ids=torch.tensor([[position]], device=device))
-        logits, cache, position = out.logits[:, -1], out.past_key_values, position + 1
+    decode_greedy(model, logits, cache, position, new_tokens)  # no stop token: exactly new_tokens steps
     per_token = (time.perf_counter() - start) / new_tokens
     return {"passage_tokens": n, "cache_entries": cache.get_seq_length() - new_tokens, "cache_mib": size / 2**20,
             "prefill_s": prefill_s, "ms_per_token": 1000 * per_token}

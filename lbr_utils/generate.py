@@ -51,6 +51,25 @@ def prefill(model, tokenizer, text: str, max_input: int, ratio: float | None = N
 
 
 @torch.no_grad()
+def decode_greedy(model, logits: torch.Tensor, cache, position: int, max_new_tokens: int,
+                  stop_id: int | None = None) -> list[int]:
+    """Greedy tokens after a prefill (``logits`` at its last position, its KV ``cache``, the next
+    position id), one token per step; stops at ``stop_id`` unless it is None. The one decoding loop
+    of the book: chapter 5's generation, chapter 6's compressed reading and timing, chapter 7's inverter."""
+    device = logits.device
+    new: list[int] = []
+    for _ in range(max_new_tokens):
+        token = int(logits.argmax(-1))
+        if token == stop_id:
+            break
+        new.append(token)
+        out = model(input_ids=torch.tensor([[token]], device=device), past_key_values=cache, use_cache=True,
+                    position_ids=torch.tensor([[position]], device=device))
+        logits, cache, position = out.logits[:, -1], out.past_key_values, position + 1
+    return new
+
+
+@torch.no_grad()
 def greedy_generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 32, max_input: int = 64,
                     ratio: float | None = None, suffixes: Sequence[str] | None = None,
                     show_progress: bool = False) -> list[str]:
@@ -63,19 +82,10 @@ def greedy_generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: in
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     suffixes = list(suffixes) if suffixes is not None else [""] * len(prompts)
     model.eval()
-    device = next(model.parameters()).device
     outputs = []
     for prompt, suffix in tqdm(list(zip(prompts, suffixes)), desc="generate", disable=not show_progress):
-        logits, cache, position = prefill(model, tokenizer, prompt, max_input, ratio, suffix)
-        new: list[int] = []
-        for _ in range(max_new_tokens):
-            token = int(logits.argmax(-1))
-            if token == tokenizer.eos_token_id:
-                break
-            new.append(token)
-            out = model(input_ids=torch.tensor([[token]], device=device), past_key_values=cache, use_cache=True,
-                        position_ids=torch.tensor([[position]], device=device))
-            logits, cache, position = out.logits[:, -1], out.past_key_values, position + 1
+        new = decode_greedy(model, *prefill(model, tokenizer, prompt, max_input, ratio, suffix), max_new_tokens,
+                            tokenizer.eos_token_id)
         outputs.append(tokenizer.decode(new, skip_special_tokens=True).strip())
     return outputs
 

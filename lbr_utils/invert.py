@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .generate import decode_greedy
 from .models import add_lora
 from .pooling import token_ids
 from .train import TrainConfig, TrainResult, train
@@ -57,16 +58,9 @@ class Inverter(nn.Module):
         self.eval()
         out = []
         for e in embeddings:
-            prefix = self.prefix(e.unsqueeze(0))
-            res = self.lm(inputs_embeds=prefix, use_cache=True)
-            cache, logits, new = res.past_key_values, res.logits[:, -1], []
-            for _ in range(max_new_tokens):
-                token = int(logits.argmax(-1))
-                if token == self.tokenizer.eos_token_id:
-                    break
-                new.append(token)
-                res = self.lm(input_ids=torch.tensor([[token]], device=prefix.device), past_key_values=cache, use_cache=True)
-                cache, logits = res.past_key_values, res.logits[:, -1]
+            res = self.lm(inputs_embeds=self.prefix(e.unsqueeze(0)), use_cache=True)
+            new = decode_greedy(self.lm, res.logits[:, -1], res.past_key_values, self.prefix_len, max_new_tokens,
+                                self.tokenizer.eos_token_id)
             out.append(self.tokenizer.decode(new, skip_special_tokens=True).strip())
         return out
 

@@ -107,6 +107,24 @@ def test_the_inverter_reads_only_the_embedding(inverter):
     assert inverter(e, ids, mask).isfinite()
 
 
+def test_inverter_decoding_with_the_cache_equals_a_full_forward(inverter):
+    """Decoding with the KV cache (one token per step, positions counted after the prefix) must give,
+    at every step, the logits of one forward pass over the prefix and the tokens generated so far."""
+    from lbr_utils.generate import decode_greedy
+
+    e = torch.randn(1, 12)
+    steps = []
+    hook = inverter.lm.get_output_embeddings().register_forward_hook(lambda m, i, o: steps.append(o[0, -1]))
+    with torch.no_grad():
+        res = inverter.lm(inputs_embeds=inverter.prefix(e), use_cache=True)
+        new = decode_greedy(inverter.lm, res.logits[:, -1], res.past_key_values, inverter.prefix_len, 6)
+    hook.remove()
+    with torch.no_grad():
+        inputs = torch.cat([inverter.prefix(e), inverter.lm.get_input_embeddings()(torch.tensor([new]))], 1)
+        full = inverter.lm(inputs_embeds=inputs).logits[0, inverter.prefix_len - 1:]
+    torch.testing.assert_close(torch.stack(steps), full, atol=1e-4, rtol=1e-4)
+
+
 def test_inverter_bad_input(inverter):
     with pytest.raises(ValueError, match="shape"):
         inverter.prefix(torch.randn(2, 13))
