@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .contrastive import PairBatcher
+from .contrastive import IndexBatcher
 from .data import QARecord
 from .generate import decode_greedy, generation_scores, greedy_generate, prefill
 from .lbr import build_generative_batch, generative_loss
@@ -123,8 +123,7 @@ def train_compressor(model, tokenizer, examples: list[Example], cfg: Compression
                      show_progress: bool = True) -> TrainResult:
     """Full fine-tuning on the three reading modes, a mode and ratio drawn per example and step."""
     add_bottleneck_tokens(model, tokenizer, cfg.max_bottleneck)
-    records = [QARecord(str(i), "", e.passage, e.answer, str(i)) for i, e in enumerate(examples)]
-    batcher = PairBatcher(records, cfg.batch_size, cfg.seed)
+    batcher = IndexBatcher(len(examples), cfg.batch_size, cfg.seed)
     device = next(model.parameters()).device
 
     def batch_at(step: int) -> dict[str, torch.Tensor]:

@@ -50,23 +50,32 @@ def mine_hard_negatives(records: list[QARecord], k: int = 1, depth: int = 10,
     return out
 
 
-class PairBatcher:
+class IndexBatcher:
+    """``indices(step)``: which of ``n`` examples make up the batch of ``step``; an epoch is a seeded
+    permutation, so any step's batch is known without replaying the ones before it (resumable runs)."""
+
+    def __init__(self, n: int, batch_size: int, seed: int = 0) -> None:
+        if n < 1 or batch_size < 1:
+            raise ValueError(f"need at least one example and a batch size >= 1, got n={n}, batch_size={batch_size}")
+        self.n, self.batch_size, self.seed = n, min(batch_size, n), seed
+        self.per_epoch = n // self.batch_size
+
+    def indices(self, step: int) -> list[int]:
+        epoch, i = divmod(step, self.per_epoch)
+        order = list(range(self.n))
+        random.Random(self.seed * 100_003 + epoch).shuffle(order)
+        return order[i * self.batch_size:(i + 1) * self.batch_size]
+
+
+class PairBatcher(IndexBatcher):
     """``batch_at(step)``: a deterministic batch of pairs; an epoch is a seeded permutation."""
 
     def __init__(self, records: list[QARecord], batch_size: int, seed: int = 0,
                  negatives: list[list[int]] | None = None) -> None:
         if len(records) < 2:
             raise ValueError("contrastive training needs at least two pairs (in-batch negatives)")
+        super().__init__(len(records), batch_size, seed)
         self.records, self.negatives = records, negatives
-        self.batch_size, self.seed = min(batch_size, len(records)), seed
-        self.per_epoch = len(records) // self.batch_size
-
-    def indices(self, step: int) -> list[int]:
-        """Which records make up the batch of ``step``."""
-        epoch, i = divmod(step, self.per_epoch)
-        order = list(range(len(self.records)))
-        random.Random(self.seed * 100_003 + epoch).shuffle(order)
-        return order[i * self.batch_size:(i + 1) * self.batch_size]
 
     def __call__(self, step: int) -> dict:
         idx = self.indices(step)

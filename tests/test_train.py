@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from lbr_utils.contrastive import ContrastiveConfig, PairBatcher, mine_hard_negatives, train_contrastive
+from lbr_utils.contrastive import ContrastiveConfig, IndexBatcher, PairBatcher, mine_hard_negatives, train_contrastive
 from lbr_utils.data import QARecord, load_domain
 from lbr_utils.models import load_causal_lm
 from lbr_utils.profiles import get_profile
@@ -62,6 +62,8 @@ def test_bad_training_arguments_are_rejected(cl_records):
         _run(cl_records, temperature=0)
     with pytest.raises(ValueError, match="at least two"):
         PairBatcher(cl_records[:1], 8)
+    with pytest.raises(ValueError, match="at least one example"):
+        IndexBatcher(0, 8)
 
 
 def test_batches_are_a_deterministic_permutation(cl_records):
@@ -69,6 +71,10 @@ def test_batches_are_a_deterministic_permutation(cl_records):
     assert b(5) == b(5)
     epoch = [q for step in range(b.per_epoch) for q in b(step)["queries"]]
     assert len(set(epoch)) == len(epoch) == b.per_epoch * 8
+    fresh = IndexBatcher(10, 4, seed=1)  # a resumed run rebuilds the batcher: same batch at the same step
+    assert fresh.indices(7) == IndexBatcher(10, 4, seed=1).indices(7)
+    epoch = [i for step in range(fresh.per_epoch) for i in fresh.indices(step)]
+    assert len(set(epoch)) == len(epoch) == 8 and set(epoch) <= set(range(10))
 
 
 def test_hard_negatives_skip_false_negatives():
