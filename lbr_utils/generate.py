@@ -52,21 +52,27 @@ def prefill(model, tokenizer, text: str, max_input: int, ratio: float | None = N
 
 @torch.no_grad()
 def decode_greedy(model, logits: torch.Tensor, cache, position: int, max_new_tokens: int,
-                  stop_id: int | None = None) -> list[int]:
-    """Greedy tokens after a prefill (``logits`` at its last position, its KV ``cache``, the next
-    position id), one token per step; stops at ``stop_id`` unless it is None. The one decoding loop
-    of the book: chapter 5's generation, chapter 6's compressed reading and timing, chapter 7's inverter."""
+                  stop_id: int | None = None) -> list[list[int]]:
+    """Greedy tokens after a prefill of a batch of equal-length prompts (``logits`` at their last
+    position, shape (batch, vocab); their KV ``cache``; the next position id), one token per step.
+    A row stops at ``stop_id`` (never, if None); the loop stops when every row has. The one decoding
+    loop of the book: chapter 5's generation, chapter 6's compressed reading and timing, chapter 7's
+    inverter (a whole batch at once: its prompts are all ``prefix_len`` soft tokens)."""
     device = logits.device
-    new: list[int] = []
+    rows: list[list[int]] = [[] for _ in range(len(logits))]
+    done = [False] * len(logits)
     for _ in range(max_new_tokens):
-        token = int(logits.argmax(-1))
-        if token == stop_id:
+        tokens = logits.argmax(-1)
+        for i, token in enumerate(tokens.tolist()):
+            done[i] = done[i] or token == stop_id
+            if not done[i]:
+                rows[i].append(token)
+        if all(done):
             break
-        new.append(token)
-        out = model(input_ids=torch.tensor([[token]], device=device), past_key_values=cache, use_cache=True,
-                    position_ids=torch.tensor([[position]], device=device))
+        out = model(input_ids=tokens.unsqueeze(1), past_key_values=cache, use_cache=True,
+                    position_ids=torch.full((len(rows), 1), position, device=device))
         logits, cache, position = out.logits[:, -1], out.past_key_values, position + 1
-    return new
+    return rows
 
 
 @torch.no_grad()
@@ -84,8 +90,8 @@ def greedy_generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: in
     model.eval()
     outputs = []
     for prompt, suffix in tqdm(list(zip(prompts, suffixes)), desc="generate", disable=not show_progress):
-        new = decode_greedy(model, *prefill(model, tokenizer, prompt, max_input, ratio, suffix), max_new_tokens,
-                            tokenizer.eos_token_id)
+        [new] = decode_greedy(model, *prefill(model, tokenizer, prompt, max_input, ratio, suffix), max_new_tokens,
+                              tokenizer.eos_token_id)
         outputs.append(tokenizer.decode(new, skip_special_tokens=True).strip())
     return outputs
 

@@ -53,15 +53,16 @@ class Inverter(nn.Module):
         return F.cross_entropy(pred.float().transpose(1, 2), target_ids.masked_fill(target_mask == 0, -100))
 
     @torch.no_grad()
-    def generate(self, embeddings: torch.Tensor, max_new_tokens: int = 32) -> list[str]:
-        """Greedy decoding from each embedding's prefix alone."""
+    def generate(self, embeddings: torch.Tensor, max_new_tokens: int = 32, batch_size: int = 32) -> list[str]:
+        """Greedy decoding from each embedding's prefix alone, a batch at a time (every prompt is
+        ``prefix_len`` soft tokens, so there is no padding to get wrong)."""
         self.eval()
         out = []
-        for e in embeddings:
-            res = self.lm(inputs_embeds=self.prefix(e.unsqueeze(0)), use_cache=True)
-            new = decode_greedy(self.lm, res.logits[:, -1], res.past_key_values, self.prefix_len, max_new_tokens,
-                                self.tokenizer.eos_token_id)
-            out.append(self.tokenizer.decode(new, skip_special_tokens=True).strip())
+        for chunk in embeddings.split(batch_size):
+            res = self.lm(inputs_embeds=self.prefix(chunk), use_cache=True)
+            rows = decode_greedy(self.lm, res.logits[:, -1], res.past_key_values, self.prefix_len, max_new_tokens,
+                                 self.tokenizer.eos_token_id)
+            out += [self.tokenizer.decode(r, skip_special_tokens=True).strip() for r in rows]
         return out
 
 

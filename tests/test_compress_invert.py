@@ -117,12 +117,30 @@ def test_inverter_decoding_with_the_cache_equals_a_full_forward(inverter):
     hook = inverter.lm.get_output_embeddings().register_forward_hook(lambda m, i, o: steps.append(o[0, -1]))
     with torch.no_grad():
         res = inverter.lm(inputs_embeds=inverter.prefix(e), use_cache=True)
-        new = decode_greedy(inverter.lm, res.logits[:, -1], res.past_key_values, inverter.prefix_len, 6)
+        [new] = decode_greedy(inverter.lm, res.logits[:, -1], res.past_key_values, inverter.prefix_len, 6)
     hook.remove()
     with torch.no_grad():
         inputs = torch.cat([inverter.prefix(e), inverter.lm.get_input_embeddings()(torch.tensor([new]))], 1)
         full = inverter.lm(inputs_embeds=inputs).logits[0, inverter.prefix_len - 1:]
     torch.testing.assert_close(torch.stack(steps), full, atol=1e-4, rtol=1e-4)
+
+
+def test_batched_decoding_equals_one_prompt_at_a_time(inverter):
+    """Every row of a batch gets, at every step, the logits it gets decoded alone."""
+    from lbr_utils.generate import decode_greedy
+
+    def step_logits(e: torch.Tensor) -> torch.Tensor:
+        steps = []
+        hook = inverter.lm.get_output_embeddings().register_forward_hook(lambda m, i, o: steps.append(o[:, -1]))
+        with torch.no_grad():
+            res = inverter.lm(inputs_embeds=inverter.prefix(e), use_cache=True)
+            decode_greedy(inverter.lm, res.logits[:, -1], res.past_key_values, inverter.prefix_len, 4)
+        hook.remove()
+        return torch.stack(steps, 1)  # (batch, steps, vocab)
+
+    e = torch.randn(3, 12)
+    torch.testing.assert_close(step_logits(e), torch.cat([step_logits(x[None]) for x in e]), atol=1e-4, rtol=1e-4)
+    assert len(inverter.generate(e, max_new_tokens=3, batch_size=2)) == 3
 
 
 def test_inverter_bad_input(inverter):
