@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .pooling import bos_ids, bottleneck_ids, token_ids, with_bottleneck
@@ -50,15 +51,34 @@ def prefill(model, tokenizer, text: str, max_input: int, ratio: float | None = N
     return out.logits[:, -1], cache, position
 
 
+def stack_caches(caches: list) -> tuple:
+    """Single-prompt KV caches of different lengths as one batch cache, left-padded, with the 2D
+    attention mask that hides the padding. Each prompt is prefilled alone (its own pass never sees
+    padding, so a compressed prompt drops its input exactly as alone); only decoding is batched."""
+    from transformers import DynamicCache
+
+    lengths = [c.get_seq_length() for c in caches]
+    width = max(lengths)
+    batch = DynamicCache()
+    for i in range(len(caches[0].layers)):
+        pad = [(0, 0, width - n, 0) for n in lengths]
+        batch.update(torch.cat([F.pad(c.layers[i].keys, p) for c, p in zip(caches, pad)]),
+                     torch.cat([F.pad(c.layers[i].values, p) for c, p in zip(caches, pad)]), i)
+    device = caches[0].layers[0].keys.device
+    mask = torch.tensor([[0] * (width - n) + [1] * n for n in lengths], device=device)
+    return batch, mask
+
+
 @torch.no_grad()
-def decode_greedy(model, logits: torch.Tensor, cache, position: int, max_new_tokens: int,
-                  stop_id: int | None = None) -> list[list[int]]:
-    """Greedy tokens after a prefill of a batch of equal-length prompts (``logits`` at their last
-    position, shape (batch, vocab); their KV ``cache``; the next position id), one token per step.
-    A row stops at ``stop_id`` (never, if None); the loop stops when every row has. The one decoding
-    loop of the book: chapter 5's generation, chapter 6's compressed reading and timing, chapter 7's
-    inverter (a whole batch at once: its prompts are all ``prefix_len`` soft tokens)."""
+def decode_greedy(model, logits: torch.Tensor, cache, position: int | torch.Tensor, max_new_tokens: int,
+                  stop_id: int | None = None, attention_mask: torch.Tensor | None = None) -> list[list[int]]:
+    """Greedy tokens after a prefill of a batch (``logits`` at each prompt's last position, shape
+    (batch, vocab); their KV ``cache``; the next position id, one per row if they differ; the cache's
+    ``attention_mask`` if it is padded), one token per step. A row stops at ``stop_id`` (never, if
+    None); the loop stops when every row has. The one decoding loop of the book: chapter 5's
+    generation, chapter 6's compressed reading and timing, chapter 7's inverter."""
     device = logits.device
+    positions = torch.as_tensor(position, device=device).expand(len(logits)).reshape(-1, 1)
     rows: list[list[int]] = [[] for _ in range(len(logits))]
     done = [False] * len(logits)
     for _ in range(max_new_tokens):
@@ -69,19 +89,22 @@ def decode_greedy(model, logits: torch.Tensor, cache, position: int, max_new_tok
                 rows[i].append(token)
         if all(done):
             break
-        out = model(input_ids=tokens.unsqueeze(1), past_key_values=cache, use_cache=True,
-                    position_ids=torch.full((len(rows), 1), position, device=device))
-        logits, cache, position = out.logits[:, -1], out.past_key_values, position + 1
+        if attention_mask is not None:
+            attention_mask = torch.cat([attention_mask, attention_mask.new_ones(len(rows), 1)], 1)
+        out = model(input_ids=tokens.unsqueeze(1), past_key_values=cache, use_cache=True, position_ids=positions,
+                    attention_mask=attention_mask)
+        logits, cache, positions = out.logits[:, -1], out.past_key_values, positions + 1
     return rows
 
 
 @torch.no_grad()
 def greedy_generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 32, max_input: int = 64,
                     ratio: float | None = None, suffixes: Sequence[str] | None = None,
-                    show_progress: bool = False) -> list[str]:
-    """Greedy continuation of each prompt (one at a time: no padding to get wrong, and the KV cache
-    makes each step one token). ``ratio``: decode from the bottleneck only (an IB-GL model);
-    ``suffixes``: a text per prompt read after it (after the bottleneck, if any)."""
+                    show_progress: bool = False, batch_size: int = 32) -> list[str]:
+    """Greedy continuation of each prompt: prefilled one at a time (no padding inside a prompt's own
+    pass), then decoded ``batch_size`` at a time from their stacked caches. ``ratio``: decode from
+    the bottleneck only (an IB-GL model); ``suffixes``: a text per prompt read after it (after the
+    bottleneck, if any)."""
     if not prompts:
         raise ValueError("greedy_generate() got no prompts")
     if max_new_tokens < 1:
@@ -89,10 +112,14 @@ def greedy_generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: in
     suffixes = list(suffixes) if suffixes is not None else [""] * len(prompts)
     model.eval()
     outputs = []
-    for prompt, suffix in tqdm(list(zip(prompts, suffixes)), desc="generate", disable=not show_progress):
-        [new] = decode_greedy(model, *prefill(model, tokenizer, prompt, max_input, ratio, suffix), max_new_tokens,
-                              tokenizer.eos_token_id)
-        outputs.append(tokenizer.decode(new, skip_special_tokens=True).strip())
+    pairs = list(zip(prompts, suffixes))
+    for start in tqdm(range(0, len(pairs), batch_size), desc="generate", disable=not show_progress):
+        logits, caches, positions = zip(*(prefill(model, tokenizer, p, max_input, ratio, s)
+                                          for p, s in pairs[start:start + batch_size]))
+        cache, mask = stack_caches(list(caches))
+        rows = decode_greedy(model, torch.cat(logits), cache, torch.tensor(positions), max_new_tokens,
+                             tokenizer.eos_token_id, attention_mask=mask)
+        outputs += [tokenizer.decode(r, skip_special_tokens=True).strip() for r in rows]
     return outputs
 
 

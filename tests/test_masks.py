@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from lbr_utils.generate import generation_scores, greedy_generate, prefill
+from lbr_utils.generate import decode_greedy, generation_scores, greedy_generate, prefill, stack_caches
 from lbr_utils.lbr import build_generative_batch, generative_loss, shifted_token_losses, target_token_losses
 from lbr_utils.masks import BOTTLENECK as B
 from lbr_utils.masks import INPUT as X
@@ -190,6 +190,32 @@ def test_greedy_generation_and_its_scores(tiny_bn):
     assert perfect["BLEU-4"] == pytest.approx(100) and perfect["ROUGE-L"] == pytest.approx(100)
     # ROUGE-L by hand: LCS("the cat sat", "the dog sat") = 2 tokens; P = R = 2/3 -> F1 = 2/3.
     assert generation_scores(["the cat sat"], ["the dog sat"])["ROUGE-L"] == pytest.approx(200 / 3)
+
+
+@pytest.mark.parametrize("ratio, suffixes", [(None, None), (RATIO, None), (RATIO, [" q one", " a longer question"])])
+def test_batched_decoding_equals_decoding_each_prompt_alone(tiny_bn, ratio, suffixes):
+    """Prompts of different lengths, stacked into one left-padded cache: every row gets, at every
+    step, the logits it gets decoded alone (plain, through the bottleneck, with a question after it)."""
+    model, tok = tiny_bn
+    prompts = ["alpha", "beta gamma delta epsilon zeta"]
+    suffixes = suffixes or ["", ""]
+
+    def step_logits(batch: list[tuple]) -> torch.Tensor:
+        logits, caches, positions = zip(*batch)
+        cache, mask = stack_caches(list(caches))
+        steps = []
+        hook = model.get_output_embeddings().register_forward_hook(lambda m, i, o: steps.append(o[:, -1]))
+        decode_greedy(model, torch.cat(logits), cache, torch.tensor(positions), 5, attention_mask=mask)
+        hook.remove()
+        return torch.stack(steps, 1)
+
+    def prefills():
+        return [prefill(model, tok, p, 32, ratio, s) for p, s in zip(prompts, suffixes)]
+
+    alone = torch.cat([step_logits([row]) for row in prefills()])
+    torch.testing.assert_close(step_logits(prefills()), alone, atol=1e-4, rtol=1e-4)
+    assert greedy_generate(model, tok, prompts, 5, 32, ratio, suffixes, batch_size=2) == \
+        greedy_generate(model, tok, prompts, 5, 32, ratio, suffixes, batch_size=1)
 
 
 def test_a_plain_row_reads_the_same_inside_a_compressed_batch(tiny_bn):
