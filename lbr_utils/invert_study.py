@@ -32,18 +32,6 @@ def _entities(answer: str) -> tuple[str, str]:
     return name, rest.split(";")[0].rstrip(")")
 
 
-def memoised(embed):
-    """``embed`` computing each distinct text once: the noise sweep scores the same corpus six times."""
-    seen: dict[str, np.ndarray] = {}
-
-    def fn(texts: list[str]) -> np.ndarray:
-        new = [t for t in dict.fromkeys(texts) if t not in seen]
-        if new:
-            seen.update(zip(new, embed(new)))
-        return np.stack([seen[t] for t in texts])
-    return fn
-
-
 def noisy_corpus_embedder(embed, corpus: list[str], scale: float, seed: int):
     """An embed function for retrieval in which the stored documents carry noise and queries do not."""
     stored = dict(zip(corpus, add_noise(embed(corpus), scale, seed)))
@@ -102,7 +90,7 @@ def run_inversion_study(profile_name: str, seed: int = 0, domain: str = "medical
                      "all-MiniLM-L6-v2": SentenceTransformerEmbedder()}
         rows, losses, floors = [], [], []
         for name, embedder in embedders.items():
-            embed = memoised(embedder.embed)
+            embed = embedder.embed  # caches by text: the noise sweep embeds the corpus once
             train_vecs, test_vecs = embed(train_texts), embed(test_texts)
             decoder_model, decoder_tok = load_causal_lm(profile.model)
             inverter = Inverter(decoder_model, decoder_tok, train_vecs.shape[1], cfg.prefix_len)

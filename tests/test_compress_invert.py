@@ -9,7 +9,7 @@ from lbr_utils.compress import (CompressionConfig, Example, as_training_row, dec
                                 token_accuracy, train_compressor, truncate)
 from lbr_utils.data import QARecord
 from lbr_utils.invert import Inverter, add_noise, token_f1
-from lbr_utils.invert_study import halving_table, inversion_scores, memoised, noisy_corpus_embedder
+from lbr_utils.invert_study import halving_table, inversion_scores, noisy_corpus_embedder
 from lbr_utils.lbr import build_generative_batch
 from lbr_utils.masks import BOTTLENECK, INPUT, TARGET
 from lbr_utils.models import add_bottleneck_tokens, build_tiny
@@ -150,21 +150,6 @@ def test_inverter_bad_input(inverter):
         add_noise(np.ones((2, 4)), -0.1)
     noisy = add_noise(np.ones((2, 4)), 0.0)
     np.testing.assert_allclose(np.linalg.norm(noisy, axis=1), 1.0, rtol=1e-6)
-
-
-def test_memoised_embed_computes_each_text_once_and_keeps_order():
-    calls = []
-
-    def embed(texts):
-        calls.append(list(texts))
-        return np.array([[len(t), i] for i, t in enumerate(texts)], dtype=float)
-
-    fn = memoised(embed)
-    first = fn(["aa", "b", "aa"])
-    again = fn(["b", "ccc", "aa"])
-    assert calls == [["aa", "b"], ["ccc"]]
-    assert first.tolist() == [[2, 0], [1, 1], [2, 0]]
-    assert again.tolist() == [[1, 1], [3, 0], [2, 0]]
 
 
 def test_noisy_corpus_embedder_perturbs_stored_documents_only():
