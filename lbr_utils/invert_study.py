@@ -45,15 +45,18 @@ def noisy_corpus_embedder(embed, corpus: list[str], scale: float, seed: int):
 def halving_table(inversion: pd.DataFrame, floor: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per embedder: the smallest noise scale at which token F1 falls halfway from its clean value to
     the floor (F1 from another text's embedding: what the domain's template alone gives), and what
-    retrieval pays there (the number a practitioner picking a noise level needs)."""
+    retrieval pays there (the number a practitioner picking a noise level needs). An inverter that
+    does no better than the floor leaks nothing the template does not, and has nothing to halve."""
     floors = {} if floor is None else dict(zip(floor.embedder, floor.token_f1))
     rows = []
     for name, g in inversion.groupby("embedder", sort=False):
         g = g.sort_values("noise")
         f1_0, ndcg_0, base = g.token_f1.iloc[0], g["NDCG@10"].iloc[0], floors.get(name, 0.0)
         halved = g[g.token_f1 - base <= (f1_0 - base) / 2]
-        row = {"embedder": name, "token F1, clean": f1_0, "token F1 floor": base}
-        if len(halved):
+        row = {"embedder": name, "token F1, clean": f1_0, "token F1 floor": base, "leak above the floor": f1_0 - base}
+        if f1_0 <= base:
+            row |= {"noise where F1 halves": "no leak to halve"}
+        elif len(halved):
             r = halved.iloc[0]
             row |= {"noise where F1 halves": r.noise, "token F1 there": r.token_f1,
                     "NDCG@10 cost (points)": 100 * (ndcg_0 - r["NDCG@10"])}

@@ -171,6 +171,9 @@ def test_halving_table_finds_the_first_noise_that_halves_f1():
     # Measured from a floor of 20 (the template alone), "halfway" is 30, which noise 0.1 reaches.
     floor = pd.DataFrame({"embedder": ["a", "b"], "token_f1": [20.0, 0.0]})
     assert halving_table(inv, floor).set_index("embedder").loc["a", "noise where F1 halves"] == 0.1
+    at_floor = pd.DataFrame({"embedder": ["a", "b"], "token_f1": [45.0, 60.0]})
+    table = halving_table(inv, at_floor).set_index("embedder")
+    assert table.loc["b", "noise where F1 halves"] == "no leak to halve" and table.loc["b", "leak above the floor"] == -10.0
 
 
 def test_inversion_scores_count_entities_by_hand():
