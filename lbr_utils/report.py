@@ -11,6 +11,7 @@ import json
 from importlib import resources
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 
 
@@ -49,6 +50,13 @@ def verdict(differences: Sequence[float], paper_difference: float) -> str:
     return "not reproduced"
 
 
+def spread(values: Sequence[float], scale: float = 100.0) -> float:
+    """Standard deviation (ddof=1) of per-seed differences or ratios, scaled like the mean beside it;
+    NaN for a single value, which has no spread."""
+    values = list(values)
+    return float(np.std(values, ddof=1)) * scale if len(values) > 1 else float("nan")
+
+
 def paired_differences(table: pd.DataFrame, a: str, b: str, column: str = "model", value: str = "score",
                        by: Sequence[str] = ("seed",)) -> list[float]:
     """Per-seed ``value(a) - value(b)`` from a long table (one row per model and seed)."""
@@ -83,6 +91,7 @@ def stage_claims(retrieval: pd.DataFrame, metric: str = "NDCG@10") -> pd.DataFra
         for domain in scores.domain.unique():
             diffs = paired_differences(scores[scores.domain == domain], a, b)
             rows.append({"claim": text, "domain": domain, "ours: mean diff (x100)": 100 * sum(diffs) / len(diffs),
+                         "± std": spread(diffs),
                          "paper: diff": paper[a].get(domain, float("nan")) - paper[b].get(domain, float("nan")),
                          "verdict": verdict(diffs, sign)})
     return pd.DataFrame(rows)
@@ -97,13 +106,15 @@ def generation_claims(retrieval: pd.DataFrame, generation: pd.DataFrame) -> pd.D
     bleu = generation.pivot_table(index=list(by), columns="model", values="BLEU-4")
     keeps = (bleu["LLM+IB-GL"] / bleu["LLM+GL"].where(bleu["LLM+GL"] > 0)).dropna().tolist()
     rows = [{"claim": "IB-GL retrieves better than GL (NDCG@10)",
-             "ours": 100 * sum(retrieves) / len(retrieves),
+             "ours": 100 * sum(retrieves) / len(retrieves), "± std": spread(retrieves),
              "paper": paper["IB-GL"]["NDCG@10"] - paper["GL"]["NDCG@10"], "verdict": verdict(retrieves, +1)},
             {"claim": "IB-GL keeps GL's generation (BLEU-4 ratio IB-GL / GL >= 0.8)",
-             "ours": sum(keeps) / len(keeps) if keeps else float("nan"), "paper": paper["IB-GL"]["BLEU-4"] / paper["GL"]["BLEU-4"],
+             "ours": sum(keeps) / len(keeps) if keeps else float("nan"), "± std": spread(keeps, 1.0),
+             "paper": paper["IB-GL"]["BLEU-4"] / paper["GL"]["BLEU-4"],
              "verdict": comparable(keeps) if keeps else "not measurable (GL's BLEU-4 is 0)"},
             {"claim": "GL generates better than the base model (BLEU-4)",
-             "ours": (bleu["LLM+GL"] - bleu["LLM"]).mean(), "paper": paper["GL"]["BLEU-4"] - paper["Base"]["BLEU-4"],
+             "ours": (bleu["LLM+GL"] - bleu["LLM"]).mean(), "± std": spread(bleu["LLM+GL"] - bleu["LLM"], 1.0),
+             "paper": paper["GL"]["BLEU-4"] - paper["Base"]["BLEU-4"],
              "verdict": verdict((bleu["LLM+GL"] - bleu["LLM"]).tolist(), +1)}]
     return pd.DataFrame(rows)
 
@@ -122,8 +133,8 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     return float(spearmanr(x, y)[0])
 
 
-def _claim(text: str, ours: float, paper: float, judged: str) -> dict:
-    return {"claim": text, "ours": ours, "paper": paper, "verdict": judged}
+def _claim(text: str, ours: float, std: float, paper: float, judged: str) -> dict:
+    return {"claim": text, "ours": ours, "± std": std, "paper": paper, "verdict": judged}
 
 
 def ablation_claims(retrieval: pd.DataFrame, training: pd.DataFrame) -> pd.DataFrame:
@@ -135,27 +146,28 @@ def ablation_claims(retrieval: pd.DataFrame, training: pd.DataFrame) -> pd.DataF
     t4 = {r["stage1"]: r for r in paper["table4_attention"]["rows"]}
     d = paired_differences(part["attention"], "IB-GL+CL (causal)", "IB-GL+CL (bidirectional)")
     rows.append(_claim("after IB-GL, causal contrastive learning beats bidirectional (NDCG@10 x100)",
-                       100 * sum(d) / len(d), t4["IB-GL"]["causal"] - t4["IB-GL"]["bidirectional"], verdict(d, +1)))
+                       100 * sum(d) / len(d), spread(d), t4["IB-GL"]["causal"] - t4["IB-GL"]["bidirectional"], verdict(d, +1)))
     ratio = part["ratio"].assign(r=lambda t: t.model.str.removeprefix("r=").astype(float))
     means = ratio.groupby("r").score.mean()
     best = float(means.idxmax())
     rows.append(_claim("the best compression ratio is interior, neither the mildest nor the harshest (best r)",
-                       best, float("nan"), "reproduced" if means.index.min() < best < means.index.max()
+                       best, float("nan"), float("nan"), "reproduced" if means.index.min() < best < means.index.max()
                        else "not reproduced"))
     t6 = {r["model"]: r for r in paper["table6_styles"]["rows"]}
     for ib, std in [("IB-GL (SFT)", "Standard SFT"), ("IB-GL (PT)", "Standard PT")]:
         d = paired_differences(part["style"], ib, std)
-        rows.append(_claim(f"{ib} beats {std} (NDCG@10 x100)", 100 * sum(d) / len(d),
+        rows.append(_claim(f"{ib} beats {std} (NDCG@10 x100)", 100 * sum(d) / len(d), spread(d),
                            t6[ib]["retrieval"] - t6[std]["retrieval"], verdict(d, +1)))
     alloc = part["allocation"]
     d = [x for share in sorted(alloc.gl_share.unique()) if share > 0
          for x in paired_differences(alloc[alloc.gl_share == share], "IB-GL", "GL")]
     rows.append(_claim("with a fixed step budget, IB-GL beats GL at every share given to stage 1 (NDCG@10 x100)",
-                       100 * sum(d) / len(d), float("nan"), verdict(d, +1)))
+                       100 * sum(d) / len(d), spread(d), float("nan"), verdict(d, +1)))
     secs = training[(training.part == "style") & (training.stage == 1)].pivot_table(index="seed", columns="model",
                                                                                      values="seconds")
     for ib, std in [("IB-GL (SFT)", "Standard SFT"), ("IB-GL (PT)", "Standard PT")]:
-        rows.append(_claim(f"stage-1 wall time, {ib} / {std}", float((secs[ib] / secs[std]).mean()),
+        ratios = secs[ib] / secs[std]
+        rows.append(_claim(f"stage-1 wall time, {ib} / {std}", float(ratios.mean()), spread(ratios, 1.0),
                            t6[ib]["time"], "(timing: see the step-time benchmark)"))
     return pd.DataFrame(rows)
 
@@ -167,7 +179,8 @@ def main_claims(retrieval: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFram
     rows = []
     for other in ["BM25", "all-MiniLM-L6-v2", "LLM + CL (mean pooling)"]:
         d = paired_differences(ndcg, "LBR (IB-GL + CL)", other)
-        rows.append(_claim(f"LBR beats {other} (NDCG@10 x100)", 100 * sum(d) / len(d), float("nan"), verdict(d, +1)))
+        rows.append(_claim(f"LBR beats {other} (NDCG@10 x100)", 100 * sum(d) / len(d), spread(d), float("nan"),
+                           verdict(d, +1)))
     return pd.DataFrame(rows)
 
 
@@ -177,7 +190,8 @@ def _ndcg(rows: list[dict], model: str, domain: str) -> float:
 
 
 def _survey_claim(text: str, source: str, evidence: str, diffs: Sequence[float], sign: int) -> dict:
-    return {"claim": text, "source": source, "ours (x100)": 100 * sum(diffs) / len(diffs), "evidence": evidence,
+    return {"claim": text, "source": source, "ours (x100)": 100 * sum(diffs) / len(diffs), "± std": spread(diffs),
+            "evidence": evidence,
             "units": len(diffs), "verdict": verdict(diffs, sign)}
 
 
@@ -321,9 +335,9 @@ def reproduction_page(profile: str = "cpu") -> str:
     def timing(record):
         m = record["metrics"]
         ratios = pd.DataFrame([
-            _claim("IB-GL (SFT) step time / standard SFT step time (target <= 1.05)", m["ratio IB-GL/standard (SFT)"],
+            _claim("IB-GL (SFT) step time / standard SFT step time (target <= 1.05)", m["ratio IB-GL/standard (SFT)"], float("nan"),
                    paper_by(paper, "IB-GL (SFT)"), "reproduced" if m["ratio IB-GL/standard (SFT)"] <= 1.05 else "not reproduced"),
-            _claim("IB-GL (PT) step time / standard PT step time", m["ratio IB-GL/standard (PT)"],
+            _claim("IB-GL (PT) step time / standard PT step time", m["ratio IB-GL/standard (PT)"], float("nan"),
                    paper_by(paper, "IB-GL (PT)"), "(reported)")])
         return [_table(ratios)]
 
@@ -332,7 +346,8 @@ def reproduction_page(profile: str = "cpu") -> str:
              "a test regenerates the page and fails if it differs. A claim is judged on per-seed paired "
              "differences: *reproduced* when every seed has the paper's sign, *partly* when only the mean "
              "does, *not reproduced* otherwise. \"ours\" and \"paper\" are differences in points (x100) "
-             "unless the claim names a ratio.", ""]
+             "unless the claim names a ratio; \"± std\" is the standard deviation of ours over the seeds (or "
+             "the units a survey claim names), empty where there is one.", ""]
     lines += _section("Learn Before Represent: stages (chapter 5a)", "lbr_stages", profile, stages)
     lines += _section("Learn Before Represent: ablations (chapter 5b)", "lbr_ablations", profile, ablations)
     lines += _section("Learn Before Represent: training step time", "bench_ib_gl", profile, timing)

@@ -25,6 +25,17 @@ def _stages_record(ib_cl_score: float) -> dict:
     return {"retrieval": retrieval, "generation": generation, "separation": separation}
 
 
+def test_the_spread_beside_a_claim_is_the_per_seed_standard_deviation():
+    from lbr_utils.report import spread, stage_claims
+
+    assert spread([0.10, 0.12]) == pytest.approx(100 * 0.02 / 2 ** 0.5)  # ddof 1: sqrt(2 * 0.01**2 / 1)
+    assert pd.isna(spread([0.10]))
+    rows = _stages_record(0.50)["retrieval"]
+    for r in rows:  # seed 1 of IB-GL+CL gains 2 points: differences to CL of 10 and 12
+        r["score"] += 0.02 if (r["model"], r["seed"]) == ("LLM+IB-GL+CL", 1) else 0.0
+    claim = stage_claims(pd.DataFrame(rows)).set_index("claim").loc["IB-GL first beats contrastive learning alone"]
+    assert claim["ours: mean diff (x100)"] == pytest.approx(11.0) and claim["± std"] == pytest.approx(2 ** 0.5)
+
 def test_the_page_follows_the_results_file(tmp_path, monkeypatch):
     """Numbers and verdicts on the page move with the file: IB-GL+CL above CL is 'reproduced', below it
     'not reproduced', and the printed difference is the file's."""
