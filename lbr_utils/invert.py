@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .generate import decode_greedy
+from .lbr import next_token_losses
 from .models import add_lora
 from .pooling import token_ids
 from .train import TrainConfig, TrainResult, train
@@ -47,10 +48,9 @@ class Inverter(nn.Module):
         tokens = self.lm.get_input_embeddings()(target_ids)
         inputs = torch.cat([prefix.to(tokens.dtype), tokens], 1)
         mask = torch.cat([torch.ones(prefix.shape[:2], dtype=target_mask.dtype, device=target_mask.device), target_mask], 1)
-        logits = self.lm(inputs_embeds=inputs, attention_mask=mask).logits
-        # Position prefix_len - 1 + t predicts target token t.
-        pred = logits[:, self.prefix_len - 1:-1]
-        return F.cross_entropy(pred.float().transpose(1, 2), target_ids.masked_fill(target_mask == 0, -100))
+        labels = F.pad(target_ids.masked_fill(target_mask == 0, -100), (self.prefix_len, 0), value=-100)
+        losses = next_token_losses(self.lm, labels, inputs_embeds=inputs, attention_mask=mask)
+        return losses.sum() / target_mask.sum().clamp(min=1)
 
     @torch.no_grad()
     def generate(self, embeddings: torch.Tensor, max_new_tokens: int = 32, batch_size: int = 32) -> list[str]:

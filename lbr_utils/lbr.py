@@ -120,21 +120,31 @@ def build_generative_batch(tokenizer, examples: Sequence[tuple[str, ...]], max_i
     return batch
 
 
+def next_token_losses(model, labels: torch.Tensor, **inputs) -> torch.Tensor:
+    """Cross-entropy of ``labels[:, t]`` under the logits at position ``t - 1``, (batch, seq), zero
+    where ``labels`` is -100; ``inputs`` go to the decoder (ids or embeddings, mask, positions).
+
+    Only positions that predict a label go through the LM head. With a 49k-token vocabulary the
+    (batch, seq, vocab) logits are a step's largest tensors, and in IB-GL or compression batches most
+    positions (input, bottleneck, padding) predict nothing: skipping them saves most of the head's
+    time and memory, and the losses are the same as from scoring every position."""
+    hidden = model.get_decoder()(**inputs).last_hidden_state
+    follows = labels[:, 1:] != -100
+    logits = model.get_output_embeddings()(hidden[:, :-1][follows]).float()
+    if cap := getattr(model.config, "final_logit_softcapping", None):  # Gemma 2 caps logits in its LM forward
+        logits = cap * torch.tanh(logits / cap)
+    losses = F.cross_entropy(logits, labels[:, 1:][follows], reduction="none")
+    return F.pad(torch.zeros(follows.shape, dtype=losses.dtype, device=losses.device).masked_scatter(follows, losses),
+                 (1, 0))
+
+
 def target_token_losses(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Next-token loss of every target token, (batch, seq) with zeros elsewhere.
 
     The token at position t is predicted from position t - 1: the first target token from the last
     bottleneck token (which has seen x), every later one from a target token (which has not)."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                   position_ids=batch["position_ids"]).logits
-    return shifted_token_losses(logits, batch["labels"])
-
-
-def shifted_token_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of ``labels[:, t]`` under ``logits[:, t - 1]``, (batch, seq), zero where labels are -100."""
-    labels = labels[:, 1:]
-    losses = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), labels.clamp(min=0), reduction="none")
-    return F.pad(losses * (labels != -100), (1, 0))
+    return next_token_losses(model, batch["labels"], input_ids=batch["input_ids"],
+                             attention_mask=batch["attention_mask"], position_ids=batch["position_ids"])
 
 
 def generative_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from lbr_utils.generate import decode_greedy, generation_scores, greedy_generate, prefill, stack_caches
-from lbr_utils.lbr import build_generative_batch, generative_loss, shifted_token_losses, target_token_losses
+from lbr_utils.lbr import build_generative_batch, generative_loss, target_token_losses
 from lbr_utils.masks import BOTTLENECK as B
 from lbr_utils.masks import INPUT as X
 from lbr_utils.masks import PAD as P
@@ -66,6 +66,35 @@ def test_bad_ratio_or_empty_input_is_a_clear_error(n, ratio, message):
 def test_k_below_one_is_a_clear_error(tiny_bn):
     with pytest.raises(ValueError, match="at least one bottleneck token"):
         add_bottleneck_tokens(*tiny_bn, 0)
+
+
+def shifted_token_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The reference: cross-entropy of ``labels[:, t]`` under ``logits[:, t - 1]`` from the logits of
+    every position, (batch, seq), zero where labels are -100."""
+    labels = labels[:, 1:]
+    losses = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), labels.clamp(min=0),
+                                               reduction="none")
+    return torch.nn.functional.pad(losses * (labels != -100), (1, 0))
+
+
+def test_losses_from_the_labelled_positions_alone_equal_scoring_every_position(tiny_bn):
+    """``target_token_losses`` sends only the positions that predict a target through the LM head; its
+    losses and gradients must equal the reference computed from the full logits."""
+    model, tok = tiny_bn
+    batch = build_generative_batch(tok, PAIRS, 32, 16, RATIO)
+    ours = target_token_losses(model, batch)
+    ours.sum().backward()
+    grad_ours = model.get_input_embeddings().weight.grad.clone()
+    model.zero_grad()
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                   position_ids=batch["position_ids"]).logits
+    reference = shifted_token_losses(logits, batch["labels"])
+    reference.sum().backward()
+    grad_ref = model.get_input_embeddings().weight.grad.clone()
+    model.zero_grad()
+    torch.testing.assert_close(ours, reference)
+    assert (ours > 0).sum() == (batch["labels"] != -100).sum()  # every target scored, nothing else
+    torch.testing.assert_close(grad_ours, grad_ref)
 
 
 def _x_embeddings_grad(model, batch, positions_loss):
