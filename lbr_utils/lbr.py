@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from .contrastive import PairBatcher
 from .data import QARecord
 from .masks import BOTTLENECK, INPUT, PAD, TARGET, ib_attention_mask
-from .models import add_bottleneck_tokens, cache_dir, load_causal_lm
+from .models import add_bottleneck_tokens, cache_dir, decoder, load_causal_lm
 from .pooling import bos_ids, bottleneck_ids, token_ids, with_bottleneck
 from .train import TrainConfig, TrainResult, train
 
@@ -128,7 +128,7 @@ def next_token_losses(model, labels: torch.Tensor, **inputs) -> torch.Tensor:
     (batch, seq, vocab) logits are a step's largest tensors, and in IB-GL or compression batches most
     positions (input, bottleneck, padding) predict nothing: skipping them saves most of the head's
     time and memory, and the losses are the same as from scoring every position."""
-    hidden = model.get_decoder()(**inputs).last_hidden_state
+    hidden = decoder(model)(**inputs).last_hidden_state
     follows = labels[:, 1:] != -100
     logits = model.get_output_embeddings()(hidden[:, :-1][follows]).float()
     if cap := getattr(model.config, "final_logit_softcapping", None):  # Gemma 2 caps logits in its LM forward

@@ -150,7 +150,12 @@ def add_bottleneck_tokens(model: PreTrainedModel, tokenizer: PreTrainedTokenizer
     tokens = [BOTTLENECK_TOKEN.format(i) for i in range(k)]
     added = tokenizer.add_special_tokens({"additional_special_tokens": tokens}, replace_extra_special_tokens=False)
     if added or model.get_input_embeddings().num_embeddings < len(tokenizer):
-        model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+        level = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # mean resizing is chosen on purpose: no notice in every notebook
+        try:
+            model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+        finally:
+            hf_logging.set_verbosity(level)
     return tokenizer.convert_tokens_to_ids(tokens)
 
 
