@@ -137,6 +137,11 @@ def _claim(text: str, ours: float, std: float, paper: float, judged: str) -> dic
     return {"claim": text, "ours": ours, "± std": std, "paper": paper, "verdict": judged}
 
 
+def _paired_claim(text: str, diffs: Sequence[float], paper: float) -> dict:
+    """"A beats B", judged on the per-seed differences A - B: their mean and spread (x100), the verdict."""
+    return _claim(text, 100 * sum(diffs) / len(diffs), spread(diffs), paper, verdict(diffs, +1))
+
+
 def ablation_claims(retrieval: pd.DataFrame, training: pd.DataFrame) -> pd.DataFrame:
     """The claims of Tables 4-6 and Figure 3 from the ablation run (one domain, every seed)."""
     paper = paper_numbers()
@@ -145,8 +150,8 @@ def ablation_claims(retrieval: pd.DataFrame, training: pd.DataFrame) -> pd.DataF
     rows = []
     t4 = {r["stage1"]: r for r in paper["table4_attention"]["rows"]}
     d = paired_differences(part["attention"], "IB-GL+CL (causal)", "IB-GL+CL (bidirectional)")
-    rows.append(_claim("after IB-GL, causal contrastive learning beats bidirectional (NDCG@10 x100)",
-                       100 * sum(d) / len(d), spread(d), t4["IB-GL"]["causal"] - t4["IB-GL"]["bidirectional"], verdict(d, +1)))
+    rows.append(_paired_claim("after IB-GL, causal contrastive learning beats bidirectional (NDCG@10 x100)", d,
+                              t4["IB-GL"]["causal"] - t4["IB-GL"]["bidirectional"]))
     ratio = part["ratio"].assign(r=lambda t: t.model.str.removeprefix("r=").astype(float))
     means = ratio.groupby("r").score.mean()
     best = float(means.idxmax())
@@ -156,13 +161,12 @@ def ablation_claims(retrieval: pd.DataFrame, training: pd.DataFrame) -> pd.DataF
     t6 = {r["model"]: r for r in paper["table6_styles"]["rows"]}
     for ib, std in [("IB-GL (SFT)", "Standard SFT"), ("IB-GL (PT)", "Standard PT")]:
         d = paired_differences(part["style"], ib, std)
-        rows.append(_claim(f"{ib} beats {std} (NDCG@10 x100)", 100 * sum(d) / len(d), spread(d),
-                           t6[ib]["retrieval"] - t6[std]["retrieval"], verdict(d, +1)))
+        rows.append(_paired_claim(f"{ib} beats {std} (NDCG@10 x100)", d, t6[ib]["retrieval"] - t6[std]["retrieval"]))
     alloc = part["allocation"]
     d = [x for share in sorted(alloc.gl_share.unique()) if share > 0
          for x in paired_differences(alloc[alloc.gl_share == share], "IB-GL", "GL")]
-    rows.append(_claim("with a fixed step budget, IB-GL beats GL at every share given to stage 1 (NDCG@10 x100)",
-                       100 * sum(d) / len(d), spread(d), float("nan"), verdict(d, +1)))
+    rows.append(_paired_claim("with a fixed step budget, IB-GL beats GL at every share given to stage 1 (NDCG@10 x100)",
+                              d, float("nan")))
     secs = training[(training.part == "style") & (training.stage == 1)].pivot_table(index="seed", columns="model",
                                                                                      values="seconds")
     for ib, std in [("IB-GL (SFT)", "Standard SFT"), ("IB-GL (PT)", "Standard PT")]:
@@ -179,8 +183,7 @@ def main_claims(retrieval: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFram
     rows = []
     for other in ["BM25", "all-MiniLM-L6-v2", "LLM + CL (mean pooling)"]:
         d = paired_differences(ndcg, "LBR (IB-GL + CL)", other)
-        rows.append(_claim(f"LBR beats {other} (NDCG@10 x100)", 100 * sum(d) / len(d), spread(d), float("nan"),
-                           verdict(d, +1)))
+        rows.append(_paired_claim(f"LBR beats {other} (NDCG@10 x100)", d, float("nan")))
     return pd.DataFrame(rows)
 
 
@@ -335,8 +338,8 @@ def reproduction_page(profile: str = "cpu") -> str:
     def timing(record):
         m = record["metrics"]
         ratios = pd.DataFrame([
-            _claim("IB-GL (SFT) step time / standard SFT step time (target <= 1.05)", m["ratio IB-GL/standard (SFT)"], float("nan"),
-                   paper_by(paper, "IB-GL (SFT)"), "reproduced" if m["ratio IB-GL/standard (SFT)"] <= 1.05 else "not reproduced"),
+            _claim("IB-GL (SFT) step time / standard SFT step time (target <= 1.05)", m["ratio IB-GL/standard (SFT)"],
+                   float("nan"), paper_by(paper, "IB-GL (SFT)"), "reproduced" if m["ratio IB-GL/standard (SFT)"] <= 1.05 else "not reproduced"),
             _claim("IB-GL (PT) step time / standard PT step time", m["ratio IB-GL/standard (PT)"], float("nan"),
                    paper_by(paper, "IB-GL (PT)"), "(reported)")])
         return [_table(ratios)]
