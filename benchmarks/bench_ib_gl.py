@@ -21,7 +21,7 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from lbr_utils.contrastive import PairBatcher  # noqa: E402
+from lbr_utils.batching import PairBatcher  # noqa: E402
 from lbr_utils.data import load_domain  # noqa: E402
 from lbr_utils.lbr import GenerativeConfig, build_generative_batch, generative_loss  # noqa: E402
 from lbr_utils.models import add_bottleneck_tokens, load_causal_lm  # noqa: E402

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .contrastive import IndexBatcher
+from .batching import IndexBatcher
 from .data import QARecord
 from .generate import decode_greedy, generation_scores, greedy_generate, prefill
 from .lbr import build_generative_batch, generative_loss

@@ -7,11 +7,11 @@ InfoNCE at a temperature, optionally Matryoshka, LoRA or full fine-tuning.
 
 from __future__ import annotations
 
-import random
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from .batching import PairBatcher
 from .data import QARecord
 from .embedders import LLMEmbedder
 from .losses import info_nce, matryoshka
@@ -48,44 +48,6 @@ def mine_hard_negatives(records: list[QARecord], k: int = 1, depth: int = 10,
         keep += [j for j in range(len(records)) if allowed(i, j) and j not in keep][: k - len(keep)]
         out.append(keep)
     return out
-
-
-class IndexBatcher:
-    """``indices(step)``: which of ``n`` examples make up the batch of ``step``; an epoch is a seeded
-    permutation, so any step's batch is known without replaying the ones before it (resumable runs)."""
-
-    def __init__(self, n: int, batch_size: int, seed: int = 0) -> None:
-        if n < 1 or batch_size < 1:
-            raise ValueError(f"need at least one example and a batch size >= 1, got n={n}, batch_size={batch_size}")
-        self.n, self.batch_size, self.seed = n, min(batch_size, n), seed
-        self.per_epoch = n // self.batch_size
-
-    def indices(self, step: int) -> list[int]:
-        epoch, i = divmod(step, self.per_epoch)
-        order = list(range(self.n))
-        random.Random(self.seed * 100_003 + epoch).shuffle(order)
-        return order[i * self.batch_size:(i + 1) * self.batch_size]
-
-
-class PairBatcher(IndexBatcher):
-    """``batch_at(step)``: a deterministic batch of pairs; an epoch is a seeded permutation."""
-
-    def __init__(self, records: list[QARecord], batch_size: int, seed: int = 0,
-                 negatives: list[list[int]] | None = None) -> None:
-        if len(records) < 2:
-            raise ValueError("contrastive training needs at least two pairs (in-batch negatives)")
-        super().__init__(len(records), batch_size, seed)
-        self.records, self.negatives = records, negatives
-
-    def __call__(self, step: int) -> dict:
-        idx = self.indices(step)
-        batch = {"queries": [self.records[j].question for j in idx], "positives": [self.records[j].answer for j in idx],
-                 "groups": [self.records[j].entity for j in idx]}
-        if self.negatives is not None:
-            neg = [n for j in idx for n in self.negatives[j]]
-            batch["negatives"] = [self.records[n].answer for n in neg]
-            batch["negative_groups"] = [self.records[n].entity for n in neg]
-        return batch
 
 
 @dataclass
@@ -137,9 +99,8 @@ def train_contrastive(model, tokenizer, records: list[QARecord], cfg: Contrastiv
                                                         seed=cfg.seed, checkpoint_dir=checkpoint_dir,
                                                         checkpoint_every=max(1, cfg.steps // 4) if checkpoint_dir else 0,
                                                         show_progress=show_progress))
-    embedder.model = model.eval()
-    embedder._cache.clear()
-    return embedder, result
+    model.eval()
+    return embedder.replace(), result  # a fresh cache: nothing embedded mid-training is handed back
 
 
 def truncated(embedder, dim: int):

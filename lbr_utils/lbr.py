@@ -18,25 +18,27 @@ that needs "IB-GL on medical, seed 1" shares one checkpoint.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
-from .contrastive import PairBatcher
-from .data import QARecord
+from .batching import PairBatcher
+from .contrastive import ContrastiveConfig, train_contrastive
+from .data import DomainSplits, QARecord, load_domain
+from .embedders import LLMEmbedder
 from .masks import BOTTLENECK, INPUT, PAD, TARGET, ib_attention_mask
-from .models import add_bottleneck_tokens, cache_dir, decoder, load_causal_lm
-from .pooling import bos_ids, bottleneck_ids, token_ids, with_bottleneck
+from .models import add_bottleneck_tokens, decoder, load_causal_lm
+from .pooling import bos_ids, bottleneck_ids, bottleneck_pooling, token_ids, with_bottleneck
+from .profiles import Profile
+from .runcache import cache_key, code_fingerprint, run_cache_dir
 from .train import TrainConfig, TrainResult, train
 
 STYLES = ("sft", "pt")
+RATIO = 8.0  # the paper's default compression ratio
 
 
 @dataclass(frozen=True)
@@ -174,50 +176,13 @@ def train_generative(model, tokenizer, records: list[QARecord], cfg: GenerativeC
                              show_progress=show_progress))
 
 
-# The modules whose code decides a trained model's weights or its scores; plots, notebooks and
-# reports may change without invalidating the cache.
-_NUMERIC_MODULES = ("lbr.py", "masks.py", "train.py", "models.py", "pooling.py", "contrastive.py", "losses.py",
-                    "embedders.py", "evaluate.py", "generate.py", "geometry.py", "lbr_study.py")
-
-
-def source_fingerprint() -> str:
-    """A hash of the code behind a cached checkpoint or score: change it and the cache is not reused."""
-    root = Path(__file__).parent
-    files = [root / m for m in _NUMERIC_MODULES] + sorted((root / "data").glob("*.py"))
-    return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:16]
-
-
-def cache_key(**parts) -> str:
-    """A short hash of ``parts`` (configs, data sizes, seed...) plus the code fingerprint."""
-    blob = json.dumps({**parts, "code": source_fingerprint()}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:20]
-
-
-def run_cache_dir() -> Path:
-    """Where stage-1 checkpoints and scored cells live: ``LBR_RUN_CACHE``, else the model cache.
-    The tests point it at a temporary folder so CI does not keep gigabytes of smoke checkpoints."""
-    return Path(os.environ["LBR_RUN_CACHE"]) if os.environ.get("LBR_RUN_CACHE") else cache_dir()
-
-
-def cached_json(kind: str, key: str, compute):
-    """``compute()`` once per key, its JSON-able result kept in ``<run cache>/<kind>/<key>.json``.
-    Experiments that share a run (Table 4's causal column *is* Table 3's GL+CL row) share it here."""
-    path = run_cache_dir() / kind / f"{key}.json"
-    if not path.exists():
-        value = compute()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(value, default=str))
-        tmp.rename(path)
-    return json.loads(path.read_text())
-
-
 def stage1_model(model_name: str, domain: str, records: list[QARecord], cfg: GenerativeConfig,
                  show_progress: bool = False):
     """The stage-1 model for (model, domain, data, config), trained once and then loaded from the
     cache (``<run cache>/stage1/<hash>``, about 270 MB each for SmolLM2). Returns (model, tokenizer, info) where ``info`` holds the
     training losses and wall time of the run that made the checkpoint."""
-    key = cache_key(model=model_name, domain=domain, records=[r.id for r in records], cfg=asdict(cfg))
+    key = cache_key(code_fingerprint(__name__), model=model_name, domain=domain, records=[r.id for r in records],
+                    cfg=asdict(cfg))
     path = run_cache_dir() / "stage1" / key
     if not (path / "stage1.json").exists():
         model, tok = load_causal_lm(model_name)
@@ -233,3 +198,46 @@ def stage1_model(model_name: str, domain: str, records: list[QARecord], cfg: Gen
         tmp.rename(path)
     model, tok = load_causal_lm(str(path))
     return model, tok, json.loads((path / "stage1.json").read_text())
+
+
+# The recipe: one place decides how the book trains LBR, for the chapters and ``train_lbr`` alike.
+
+def max_length(profile: Profile) -> int:
+    """Tokens of a text LBR reads, in stage 1, stage 2 and evaluation alike: then every bottleneck
+    token an evaluated text needs exists, and stage 2 has trained with it."""
+    return min(64, profile.max_length)
+
+
+def configs(profile: Profile, seed: int, ratio: float = RATIO) -> tuple[GenerativeConfig, ContrastiveConfig]:
+    """Stage-1 (IB-GL; ``bottleneck=False`` for GL) and stage-2 configs of one profile and seed."""
+    stage1 = GenerativeConfig(style="sft", bottleneck=True, ratio=ratio, steps=profile.generative_steps,
+                              batch_size=profile.batch_size, max_input=max_length(profile),
+                              max_target=min(32, profile.max_length), seed=seed)
+    stage2 = ContrastiveConfig(steps=profile.train_steps, batch_size=profile.batch_size,
+                               max_length=max_length(profile), pooling=bottleneck_pooling(ratio), seed=seed)
+    return stage1, stage2
+
+
+def trained_embedder(profile: Profile, domain: str, seed: int, stage1: GenerativeConfig | None,
+                     stage2: ContrastiveConfig | None, show_progress: bool = False,
+                     splits: DomainSplits | None = None) -> tuple[LLMEmbedder, list[dict]]:
+    """The base LLM, after stage 1 and/or stage 2 as given, as an embedder (the bottleneck embedding
+    unless ``stage2`` names another pooling); plus a row per training stage (time, steps, final loss).
+    ``splits`` saves reloading the domain when the caller has it already."""
+    splits = splits or load_domain(domain, profile, seed)
+    ratio = stage1.ratio if stage1 is not None and stage1.bottleneck else RATIO
+    training = []
+    if stage1 is None:
+        model, tok = load_causal_lm(profile.model)
+    else:
+        model, tok, info = stage1_model(profile.model, domain, splits.gl, stage1, show_progress=show_progress)
+        training.append({"stage": 1, "seconds": info["wall_time_s"], "steps": len(info["losses"]),
+                         "final_loss": sum(info["losses"][-5:]) / len(info["losses"][-5:])})
+    add_bottleneck_tokens(model, tok, configs(profile, seed, ratio)[0].max_bottleneck)  # a no-op after IB-GL
+    if stage2 is not None:
+        embedder, result = train_contrastive(model, tok, splits.cl, stage2, show_progress=show_progress)
+        training.append({"stage": 2, "seconds": result.wall_time_s, "steps": len(result.losses),
+                         "final_loss": sum(result.losses[-5:]) / len(result.losses[-5:])})
+    else:
+        embedder = LLMEmbedder(model, tok, pooling=bottleneck_pooling(ratio))
+    return embedder.replace(bf16=True, max_length=max_length(profile)), training

@@ -7,6 +7,19 @@ import numpy as np
 import pandas as pd
 
 
+def style(ax, xlabel: str | None = None, ylabel: str | None = None, title: str | None = None,
+          legend: bool = True, legend_size: int = 8):
+    """The book's axis style in one place: labels, a frameless legend (when something is labelled)
+    and no top/right spines. Returns ``ax`` so a cell can end with it."""
+    for setter, text in ((ax.set_xlabel, xlabel), (ax.set_ylabel, ylabel), (ax.set_title, title)):
+        if text is not None:
+            setter(text)
+    if legend and ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=legend_size, frameon=False)
+    ax.spines[["top", "right"]].set_visible(False)
+    return ax
+
+
 def grouped_bars(table: pd.DataFrame, metric: str, title: str, ax=None, percent: bool = True):
     """One group of bars per task, one bar per model, for ``metric`` of a tidy results table."""
     sub = table[table.metric == metric].pivot_table(index="task", columns="model", values="score", sort=False)
@@ -20,11 +33,7 @@ def grouped_bars(table: pd.DataFrame, metric: str, title: str, ax=None, percent:
         bars = ax.bar(x + i * width, sub[model].to_numpy() * scale, width, label=model)
         ax.bar_label(bars, fmt="%.0f" if percent else "%.2f", fontsize=7, padding=1)
     ax.set_xticks(x + width * (sub.shape[1] - 1) / 2, sub.index)
-    ax.set_ylabel(f"{metric}{' (x100)' if percent else ''}")
-    ax.set_title(title)
-    ax.legend(fontsize=8, frameon=False)
-    ax.spines[["top", "right"]].set_visible(False)
-    return ax
+    return style(ax, ylabel=f"{metric}{' (x100)' if percent else ''}", title=title)
 
 
 def baseline_figure(table: pd.DataFrame):
@@ -63,15 +72,12 @@ def paired_bars(frame: pd.DataFrame, label: str, columns: list[str], title: str,
         ax.barh(y + k * height, frame[col], height, label=col)
     ax.set_yticks(y + height * (len(columns) - 1) / 2, frame[label])
     ax.invert_yaxis()
-    ax.set_title(title)
-    ax.legend(fontsize=8, frameon=False)
-    ax.spines[["top", "right"]].set_visible(False)
-    return ax
+    return style(ax, title=title)
 
 
 def mean_std_bars(summary: pd.DataFrame, group: str, series: str, title: str, ylabel: str, ax=None):
     """Bars of ``summary["mean"]`` with ``summary["std"]`` error bars: one group per ``group`` level,
-    one bar per ``series`` level (``summary`` is indexed by both, as :func:`lbr_utils.report.mean_std` returns)."""
+    one bar per ``series`` level (``summary`` is indexed by both, as :func:`lbr_utils.stats.mean_std` returns)."""
     means = summary["mean"].unstack(series)
     stds = summary["std"].unstack(series).reindex_like(means)
     ax = ax or plt.subplots(figsize=(8, 3.6))[1]
@@ -80,11 +86,8 @@ def mean_std_bars(summary: pd.DataFrame, group: str, series: str, title: str, yl
     for i, name in enumerate(means.columns):
         ax.bar(x + i * width, means[name], width, yerr=stds[name].fillna(0), capsize=2, label=name)
     ax.set_xticks(x + width * (means.shape[1] - 1) / 2, means.index)
-    ax.set_xlabel(group)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    style(ax, xlabel=group, ylabel=ylabel, title=title, legend=False)
     ax.legend(fontsize=7, frameon=False, ncol=2)
-    ax.spines[["top", "right"]].set_visible(False)
     return ax
 
 

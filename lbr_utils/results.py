@@ -35,13 +35,14 @@ def results_dir(profile: str, root: Path | None = None) -> Path:
 def git_commit() -> str:
     """The commit the code ran at, with ``+dirty`` when tracked code had uncommitted changes.
 
-    ``notebooks/`` and ``results/`` are left out of the check: papermill rewrites a notebook in place
-    while it runs, and the run's own results files are what it is writing."""
+    ``notebooks/`` and ``results/`` are left out of the check (papermill rewrites a notebook in place
+    while it runs, and the run's own results files are what it is writing), and so are ``tests/`` and
+    ``book/``, which no number is computed by."""
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
                              text=True, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
-                                ":!notebooks", ":!results"], cwd=REPO_ROOT,
+                                ":!notebooks", ":!results", ":!tests", ":!book"], cwd=REPO_ROOT,
                                capture_output=True, text=True, check=True).stdout.strip()
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
@@ -94,6 +95,21 @@ def load_results(experiment: str, profile: str, root: Path | None = None) -> dic
         raise FileNotFoundError(f"no results file {path}: run the notebook that writes "
                                 f"{experiment!r} in profile {profile!r} first")
     return json.loads(path.read_text())
+
+
+def score_of(rows: list[dict], model: str, task: str, metric: str = "NDCG@10") -> float:
+    """One score from a results file's long rows (``model``, ``task``, ``metric``, ``score``)."""
+    found = [r["score"] for r in rows if r["model"] == model and r["task"] == task and r["metric"] == metric]
+    if len(found) != 1:
+        raise KeyError(f"{len(found)} rows for model {model!r}, task {task!r}, metric {metric!r}")
+    return found[0]
+
+
+def paper_numbers() -> dict:
+    """The LBR paper's tables, as quoted in ``lbr_utils/paper_lbr.json`` (quoted, never computed)."""
+    from importlib import resources
+
+    return json.loads(resources.files("lbr_utils").joinpath("paper_lbr.json").read_text())
 
 
 def load_tables(record: dict):

@@ -1,11 +1,11 @@
-"""Run by tests/test_distributed.py under ``accelerate launch``: LBR stage 1 (IB-GL) on the tiny model."""
+"""Run by tests/test_train_lbr.py under ``accelerate launch``: LBR stage 1 (IB-GL) on the tiny model."""
 
 import json
 import sys
 
 from accelerate import PartialState
 
-from lbr_utils.contrastive import PairBatcher
+from lbr_utils.batching import PairBatcher
 from lbr_utils.data import QARecord
 from lbr_utils.lbr import GenerativeConfig, build_generative_batch, generative_loss
 from lbr_utils.models import add_bottleneck_tokens, build_tiny

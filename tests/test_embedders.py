@@ -60,13 +60,27 @@ def test_echo_pools_over_the_second_copy_only(tiny):
     assert ids[-n_text:].tolist() == tok("alpha beta", add_special_tokens=False)["input_ids"]
 
 
-def test_templates_never_push_the_text_out():
-    from lbr_utils.models import load_causal_lm
-    _, tok = load_causal_lm("tiny")
-    long = "word " * 100
+def _contains_run(row: list[int], run: list[int]) -> bool:
+    return any(row[i:i + len(run)] == run for i in range(len(row) - len(run) + 1))
+
+
+def test_templates_never_push_the_text_out(tiny):
+    _, tok = tiny
+    # Distinct words, so the first 8 tokens are a run that a cut, a shift or a replacement would break.
+    long = " ".join(f"patient {i} has a fever and a cough" for i in range(20))
+    text_ids = tok(long, add_special_tokens=False)["input_ids"]
+    assert len(text_ids) > 8 and len(set(text_ids[:8])) > 1
+    head = text_ids[:8]
     for name in POOLINGS:
         batch = build_inputs(tok, [long], get_pooling(name), max_length=8)
-        assert batch["pool_mask"].sum() >= 1 and batch["attention_mask"].sum() >= 8
+        row = batch["input_ids"][0].tolist()
+        assert _contains_run(row, head), f"{name}: the text's first 8 tokens are not in the input"
+        assert not _contains_run(row, text_ids[:9])  # and the text was cut to max_length, not the template
+        assert batch["attention_mask"][0].all()  # one row: no padding, every token is attended
+        # Pooled: the 8 text tokens (echo: of the second copy), or the whole prompt for PromptEOL.
+        assert batch["pool_mask"][0].sum() == (len(row) if name == "prompteol" else 8)
+        if name == "echo":
+            assert row[-8:] == head and _contains_run(row[:-8], head)
 
 
 def test_pooling_functions_match_a_hand_computation():
@@ -119,3 +133,22 @@ def test_bottleneck_pooling_without_enough_tokens_says_what_to_do(tiny):
         build_inputs(tiny[1], [TEXTS[1]], bottleneck_pooling(2), max_length=64)
     with pytest.raises(ValueError, match="ratio"):
         bottleneck_pooling(0)
+
+
+def test_settings_are_frozen_and_replace_starts_a_fresh_cache(tiny):
+    """A vector embedded under one setting is never handed back under another: settings cannot be
+    assigned, and ``replace`` gives a copy with its own, empty cache."""
+    model, tok = tiny
+    text = ["one two three four five six seven eight nine ten eleven twelve"]
+    short = LLMEmbedder(model, tok, pooling="mean", max_length=4)
+    cut = short.embed(text)
+    with pytest.raises(AttributeError, match="frozen"):
+        short.max_length = 32
+    longer = short.replace(max_length=32)
+    assert longer.max_length == 32 and short.max_length == 4 and longer.model is short.model
+    assert not np.allclose(longer.embed(text), cut)  # computed anew, not read from the old cache
+    assert np.array_equal(short.embed(text), cut)  # the original keeps its own vectors
+    assert np.allclose(longer.embed(text), LLMEmbedder(model, tok, pooling="mean", max_length=32).embed(text))
+    assert longer.replace(pooling="last").pooling.pool == "last"
+    with pytest.raises(TypeError, match="unknown setting"):
+        short.replace(temperature=0.1)

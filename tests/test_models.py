@@ -1,5 +1,3 @@
-import time
-
 import pytest
 import torch
 
@@ -18,18 +16,29 @@ def test_smollm2_loads_from_the_gguf_wheel(smollm2):
     assert "Paris" in tok.decode(out[0, ids["input_ids"].shape[1]:])
 
 
-def test_second_load_reuses_the_safetensors_cache(smollm2):
+def test_second_load_reuses_the_safetensors_cache(smollm2, monkeypatch):
     cached = models.smollm2_path()
     assert (cached / "model.safetensors").exists() and (cached / "config.json").exists()
     assert "quantization_config" not in (cached / "config.json").read_text()
-    start = time.perf_counter()
-    load_causal_lm("smollm2-135m")
-    assert time.perf_counter() - start < 2.0
+
+    def no_gguf(*args, **kwargs):
+        raise AssertionError("the GGUF was read again instead of the safetensors cache")
+
+    # smollm2_path() looks both up in the module at call time, so patching the module's names reaches it.
+    monkeypatch.setattr(models, "_convert_smollm2", no_gguf)
+    monkeypatch.setattr(models, "smollm2_gguf_path", no_gguf)
+    model, tok = load_causal_lm("smollm2-135m")
+    assert models.smollm2_path() == cached
+    name = "model.layers.0.self_attn.q_proj.weight"
+    torch.testing.assert_close(model.state_dict()[name], smollm2[0].state_dict()[name], rtol=0, atol=0)  # the cache's
+    assert tok.get_vocab() == smollm2[1].get_vocab()
 
 
 def test_local_folder_loads_like_a_hub_id(smollm2):
-    model, _ = load_causal_lm(str(models.smollm2_path()))
-    assert model.config.hidden_size == smollm2[0].config.hidden_size
+    model, tok = load_causal_lm(str(models.smollm2_path()))
+    assert model.config.to_dict() == smollm2[0].config.to_dict() and tok.get_vocab() == smollm2[1].get_vocab()
+    name = "model.layers.0.mlp.down_proj.weight"
+    torch.testing.assert_close(model.state_dict()[name], smollm2[0].state_dict()[name], rtol=0, atol=0)
 
 
 def test_tiny_model_is_a_working_decoder(tiny):

@@ -6,7 +6,7 @@ New notebooks are picked up automatically; their wall time is printed so a slow 
 import json
 import pytest
 
-from lbr_utils.reproduce import build_book, execute, notebooks
+from lbr_utils.cli.reproduce import build_book, execute, notebooks
 
 NOTEBOOKS = notebooks()
 
@@ -46,12 +46,12 @@ def _without_timings(value):
 @pytest.mark.notebook
 def test_a_training_notebook_rerun_with_the_same_seed_gives_the_same_metrics(tmp_path, monkeypatch):
     """Chapter 3 trains six embedders; run twice in smoke, every score, loss and geometry number agrees."""
-    notebook = next(nb for nb in NOTEBOOKS if nb.name.startswith("03_"))
+    notebook = next(nb for nb in NOTEBOOKS if nb.stem == "ch03_contrastive")
     metrics = []
     for run in ("first", "second"):
         monkeypatch.setenv("LBR_RESULTS_DIR", str(tmp_path / run))
         execute(notebook, "smoke", tmp_path / f"{run}.ipynb")
-        metrics.append(json.loads((tmp_path / run / "smoke" / "contrastive.json").read_text())["metrics"])
+        metrics.append(json.loads((tmp_path / run / "smoke" / "ch03_contrastive.json").read_text())["metrics"])
     assert metrics[0]["retrieval"] and _without_timings(metrics[0]) == _without_timings(metrics[1])
 
 
@@ -59,4 +59,4 @@ def test_a_training_notebook_rerun_with_the_same_seed_gives_the_same_metrics(tmp
 def test_the_book_builds_offline_without_warnings(tmp_path):
     out = build_book(path_output=tmp_path, check=False)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert (tmp_path / "_build" / "html" / "notebooks" / "01_setup_data_baselines.html").exists()
+    assert (tmp_path / "_build" / "html" / "notebooks" / "ch01_baselines.html").exists()

@@ -2,7 +2,7 @@
 
 import nbformat
 
-from lbr_utils.reproduce import _literal, source_hash, stale_notebooks, stamp_outputs
+from lbr_utils.cli.reproduce import _literal, source_hash, stale_notebooks, stamp_outputs
 
 
 def _notebook(path, code: str) -> None:
@@ -12,9 +12,9 @@ def _notebook(path, code: str) -> None:
 
 
 def test_a_notebook_is_stale_until_stamped_and_again_when_its_source_changes(tmp_path):
-    path = tmp_path / "01_demo.ipynb"
+    path = tmp_path / "ch01_demo.ipynb"
     _notebook(path, "x = 1")
-    assert stale_notebooks(tmp_path) == [("01_demo.ipynb", "no record of a reproduce run")]
+    assert stale_notebooks(tmp_path) == [("ch01_demo.ipynb", "no record of a reproduce run")]
     stamp_outputs(path, "smoke")
     assert stale_notebooks(tmp_path) == []
     nb = nbformat.read(path, as_version=4)
@@ -24,7 +24,7 @@ def test_a_notebook_is_stale_until_stamped_and_again_when_its_source_changes(tmp
     nb.cells[-1].source = "x = 2"
     nbformat.write(nb, path)
     [(name, why)] = stale_notebooks(tmp_path)
-    assert name == "01_demo.ipynb" and "cells changed" in why
+    assert name == "ch01_demo.ipynb" and "cells changed" in why
     assert source_hash(path) != nbformat.read(path, as_version=4).metadata["lbr"]["source_hash"]
 
 

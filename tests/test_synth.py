@@ -10,26 +10,57 @@ RECS = [QARecord("1", "m", "asthma nos", "Unspecified asthma", "J45"),
         QARecord("3", "m", "sugar disease", "Type 2 diabetes mellitus", "E11")]
 
 
-class Echo:
-    """A stand-in generator: the interface is all the pipeline needs."""
+class Scripted:
+    """A stand-in generator: the interface is all the pipeline needs. It answers each document with a
+    scripted raw generation, cleaned the way ``HFGenerator`` cleans its output, and records its prompts."""
+
+    def __init__(self, replies: dict[str, str]):
+        self.replies, self.prompts = replies, []
 
     def generate(self, prompts):
-        return [p[-1]["content"].lower() for p in prompts]  # the last user turn: the document itself
+        self.prompts += prompts
+        return [clean_generation(self.replies[p[-1]["content"]]) for p in prompts]  # last turn: the document
 
 
 def test_any_generator_works_through_the_interface():
-    out = synthesise_queries(Echo(), RECS)
-    # Echo repeats the answer, which the pipeline drops: a query equal to its answer teaches nothing.
-    assert out == []
+    twin = QARecord("4", "m", "asthma", "Unspecified asthma", "J45", "J4")  # same answer as record 1
+    gen = Scripted({"Unspecified asthma": ' Query: "asthma not specified"\nText: Unspecified asthma',
+                    "Fracture of humerus": "broken upper arm bone",
+                    "Type 2 diabetes mellitus": "TYPE 2 DIABETES MELLITUS"})  # degenerate: the answer itself
+    out = synthesise_queries(gen, RECS + [twin])
+    # One prompt per distinct answer, each the few-shot conversation ending in that document.
+    assert gen.prompts == [chat_prompt("query", a) for a in ("Unspecified asthma", "Fracture of humerus",
+                                                              "Type 2 diabetes mellitus")]
+    by_answer = {r.answer: r for r in out}
+    assert len(out) == 2 and set(by_answer) == {"Unspecified asthma", "Fracture of humerus"}
+    # A query equal to its answer (any case) teaches nothing and is dropped.
+    assert "Type 2 diabetes mellitus" not in by_answer
+    arm = by_answer["Fracture of humerus"]
+    assert (arm.id, arm.domain, arm.question, arm.entity, arm.group) == \
+        ("2-synq", "m", "broken upper arm bone", "S42", "")
+    asthma = by_answer["Unspecified asthma"]  # the label, the quotes and the second line are gone
+    assert asthma.question == "asthma not specified" and asthma.entity == "J45"
+    assert asthma.id in {"1-synq", "4-synq"} and asthma.domain == "m"
+
+
+def test_empty_generations_are_dropped():
+    gen = Scripted({"Unspecified asthma": "", "Fracture of humerus": 'Query: ""',  # nothing left once cleaned
+                    "Type 2 diabetes mellitus": "sugar"})
+    out = synthesise_queries(gen, RECS)
+    assert [(r.id, r.question, r.answer) for r in out] == [("3-synq", "sugar", "Type 2 diabetes mellitus")]
 
 
 def test_hf_generator_runs_a_chat_model_with_left_padding():
     model, tok = load_causal_lm("tiny")
     tok.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}{% if add_generation_prompt %} =>{% endif %}"
+    prompts = ["one", "a longer prompt here", "three"]
     gen = HFGenerator(model, tok, max_new_tokens=3, batch_size=2)
-    out = gen.generate(["one", "a longer prompt here", "three"])
-    assert len(out) == 3 and all(isinstance(t, str) for t in out)
+    out = gen.generate(prompts)
     assert gen.stats["prompts"] == 3 and tok.padding_side == "right"  # restored
+    # Each prompt generates in a padded batch what it generates alone (right padding would not: the
+    # short prompt would continue from pad tokens).
+    alone = HFGenerator(model, tok, max_new_tokens=3, batch_size=1)
+    assert out == [alone.generate([p])[0] for p in prompts] and all(out)
     with pytest.raises(ValueError, match="no prompts"):
         gen.generate([])
 

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from lbr_utils.contrastive import ContrastiveConfig, IndexBatcher, PairBatcher, mine_hard_negatives, train_contrastive
+from lbr_utils.batching import IndexBatcher, PairBatcher
+from lbr_utils.contrastive import ContrastiveConfig, mine_hard_negatives, train_contrastive
 from lbr_utils.data import QARecord, load_domain
 from lbr_utils.models import load_causal_lm
 from lbr_utils.profiles import get_profile

@@ -31,8 +31,8 @@ def domain_records(domain: str) -> list[QARecord]:
 
 def load_domain(domain: str, profile: Profile, seed: int = 0) -> DomainSplits:
     """The three disjoint splits of ``domain``, sized by ``profile`` and shuffled by ``seed``."""
-    return split_by_entity(domain_records(domain), profile.n_gl, profile.n_cl, profile.n_eval,
-                           profile.n_distractors, seed)
+    sized = profile.for_domain(domain)
+    return split_by_entity(domain_records(domain), sized.n_gl, sized.n_cl, sized.n_eval, sized.n_distractors, seed)
 
 
 __all__ = ["DOMAINS", "STS_NAMES", "DomainSplits", "QARecord", "RetrievalSet", "STSSet", "deduplicate",

@@ -1,0 +1,184 @@
+"""Reproduce the book: execute every notebook with papermill in one profile, then build the book.
+
+    python -m lbr_utils.cli.reproduce --profile smoke     # CI-sized, ~minutes
+    python -m lbr_utils.cli.reproduce --profile cpu       # the book's numbers, hours on 2 cores
+
+Each notebook's wall time and peak memory (the kernel's resident set, sampled) are printed and
+written to ``results/<profile>/notebook_costs.json``, so a reader knows what a chapter costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+from ..profiles import PROFILE_NAMES
+from ..results import REPO_ROOT, git_commit, load_results, save_results
+from ..runcache import PACKAGE_ROOT, chapter_fingerprint
+
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+
+
+def notebooks(directory: Path = NOTEBOOK_DIR) -> list[Path]:
+    """The chapters in reading order (``chNN_<name>.ipynb``, named like their study module)."""
+    return sorted(directory.glob("ch[0-9]*.ipynb"))
+
+
+class _PeakRSS:
+    """Samples the resident memory of this process's descendants (the Jupyter kernel) in a thread."""
+
+    def __init__(self, interval: float = 0.5) -> None:
+        self.interval, self.peak, self._stop = interval, 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for child in me.children(recursive=True):
+                try:
+                    total += child.memory_info().rss
+                except psutil.Error:
+                    pass
+            self.peak = max(self.peak, total)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "_PeakRSS":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def execute(notebook: Path, profile: str, output: Path, cwd: Path | None = None, parameters: dict | None = None) -> dict:
+    """Run one notebook with papermill (``profile`` and ``parameters`` injected into its ``parameters`` cell)."""
+    import papermill
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with _PeakRSS() as mem:
+        papermill.execute_notebook(str(notebook), str(output), parameters={"profile": profile, **(parameters or {})},
+                                   cwd=str(cwd or notebook.parent), kernel_name="python3",
+                                   progress_bar=False, log_output=False)
+    stamp_outputs(output, profile)
+    return {"notebook": notebook.name, "wall_time_s": round(time.perf_counter() - start, 1),
+            "peak_memory_mib": round(mem.peak / 2**20, 1)}
+
+
+def source_hash(notebook: Path) -> str:
+    """A hash of a notebook's cell sources, leaving out papermill's injected-parameters cell (so an
+    executed notebook and its source hash alike)."""
+    cells = json.loads(notebook.read_text())["cells"]
+    kept = ["".join(c["source"]) for c in cells if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
+    return hashlib.sha256("\n\x00".join(kept).encode()).hexdigest()[:16]
+
+
+def stamp_outputs(notebook: Path, profile: str) -> None:
+    """Record in the executed notebook which source, code and profile its outputs came from."""
+    import nbformat
+
+    data = nbformat.read(notebook, as_version=4)
+    data.metadata["lbr"] = {"profile": profile, "source_hash": source_hash(notebook),
+                            "code": chapter_fingerprint(notebook),
+                            "commit": git_commit(),
+                            "executed": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    nbformat.write(data, notebook)
+
+
+def stale_notebooks(directory: Path = NOTEBOOK_DIR, root: Path = PACKAGE_ROOT) -> list[tuple[str, str]]:
+    """(notebook, why) for every notebook whose rendered outputs are older than its current source
+    or than the package code its numbers depend on (``root``: the package's source folder)."""
+    out = []
+    for nb in notebooks(directory):
+        stamp = json.loads(nb.read_text())["metadata"].get("lbr")
+        if stamp is None:
+            out.append((nb.name, "no record of a reproduce run"))
+        elif stamp["source_hash"] != source_hash(nb):
+            out.append((nb.name, f"its cells changed since it was executed ({stamp['executed']})"))
+        elif stamp["code"] != chapter_fingerprint(nb, root):
+            out.append((nb.name, f"lbr_utils code changed since it was executed ({stamp['executed']})"))
+    return out
+
+
+def save_notebook_costs(profile: str, costs: list[dict], wall_time_s: float) -> None:
+    """Merge these notebooks' costs into ``results/<profile>/notebook_costs.json`` (a run of one
+    chapter must not erase what the others cost)."""
+    try:
+        previous = {c["notebook"]: c for c in load_results("notebook_costs", profile)["metrics"]}
+    except FileNotFoundError:
+        previous = {}
+    merged = previous | {c["notebook"]: c for c in costs}
+    rows = [merged[k] for k in sorted(merged)]
+    save_results("notebook_costs", profile, rows, {"notebooks": [c["notebook"] for c in rows]},
+                 seeds=None, wall_time_s=wall_time_s)
+
+
+def build_book(path_output: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """``jupyter-book build .`` into ``_build/html``; ``-W``: any warning fails the build."""
+    jb = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(jb), "build", str(REPO_ROOT), "-W", "-n", "--keep-going"]
+    if path_output:
+        cmd += ["--path-output", str(path_output)]
+    return subprocess.run(cmd, check=check, cwd=REPO_ROOT, capture_output=not check, text=True)
+
+
+def _literal(text: str):
+    """``--param reuse_results=True`` means the bool; ``--param domains=medical,code`` stays a string."""
+    import ast
+
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", choices=PROFILE_NAMES, default="smoke")
+    parser.add_argument("--only", nargs="*", help="notebook file names to run (default: all)")
+    parser.add_argument("--output-dir", type=Path,
+                        help="write executed notebooks here instead of in place (the book renders in-place ones)")
+    parser.add_argument("--no-book", action="store_true", help="skip building the book")
+    parser.add_argument("--stale", action="store_true",
+                        help="list notebooks whose rendered outputs are older than their source, and exit")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="another papermill parameter (a string), e.g. --param domains=medical")
+    args = parser.parse_args(argv)
+    extra = {name: _literal(value) for name, value in (p.split("=", 1) for p in args.param)}
+    if args.stale:
+        stale = stale_notebooks()
+        for name, why in stale:
+            print(f"{name}: {why}")
+        return 1 if stale else 0
+
+    chosen = [nb for nb in notebooks() if not args.only or nb.name in args.only]
+    if not chosen:
+        parser.error(f"no notebooks matched {args.only}")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    costs, start = [], time.perf_counter()
+    for nb in chosen:
+        out = (args.output_dir / nb.name) if args.output_dir else nb
+        cost = execute(nb, args.profile, out, parameters=extra)
+        costs.append(cost)
+        print(f"{nb.name}: {cost['wall_time_s']:.1f} s, peak memory {cost['peak_memory_mib']:.0f} MiB", flush=True)
+    if not args.output_dir and not extra.get("reuse_results"):  # a re-render is not what a chapter costs
+        save_notebook_costs(args.profile, costs, time.perf_counter() - start)
+    if not args.no_book:
+        build_book()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,79 @@
+"""Context compression: what each model may see, the truncation baseline, training, and bad input."""
+
+import numpy as np
+import pytest
+import torch
+
+from lbr_utils.compress import (CompressionConfig, Example, as_training_row, decoding_cost, qa_examples,
+                                token_accuracy, train_compressor, truncate)
+from lbr_utils.data import QARecord
+from lbr_utils.lbr import build_generative_batch
+from lbr_utils.masks import BOTTLENECK, INPUT, TARGET
+from lbr_utils.models import add_bottleneck_tokens, build_tiny
+from lbr_utils.pooling import bos_ids
+
+PASSAGE = "Iatrogenic carnitine deficiency (ICD-10-CM E71.43; Disorders of carnitine metabolism)"
+MEDICAL = [QARecord(f"m{i}", "medical", f"term {i}", f"Condition number {i} (ICD-10-CM A0{i}.1; Parent {i})", f"A0{i}.1")
+           for i in range(6)]
+
+
+def test_the_compressed_question_never_sees_the_passage():
+    model, tok = build_tiny(num_layers=1)
+    add_bottleneck_tokens(model, tok, 64)
+    example = Example(PASSAGE, " Question: What is the code? Answer:", " E71.43")
+    row, ratio = as_training_row(tok, example, "compressed", 4.0, 96)
+    a = build_generative_batch(tok, [row], 96, 16, [ratio])
+    b = dict(a, input_ids=a["input_ids"].clone())
+    passage = a["segments"] == INPUT
+    b["input_ids"][passage] = torch.randint(5, 300, (int(passage.sum()),))  # another passage, same length
+    target = a["segments"][0] == TARGET
+    with torch.no_grad():
+        logits = [model(input_ids=x["input_ids"], attention_mask=x["attention_mask"],
+                        position_ids=x["position_ids"]).logits[0] for x in (a, b)]
+    assert (a["segments"] == BOTTLENECK).sum() == -(-int(passage.sum()) // 4)
+    assert torch.equal(logits[0][target], logits[1][target])  # one layer: question and answer see only B
+    assert not torch.allclose(logits[0][~target], logits[1][~target])
+
+
+def test_truncation_keeps_exactly_the_bottleneck_budget():
+    _, tok = build_tiny()
+    row, ratio = as_training_row(tok, Example(PASSAGE), "truncated", 4.0, 96)
+    ids = tok(PASSAGE, add_special_tokens=False)["input_ids"]
+    budget = -(-(len(bos_ids(tok)) + len(ids)) // 4)  # the k = ceil(n / 4) tokens compression would get
+    assert 0 < budget < len(ids)
+    assert ratio is None and row == (tok.decode(ids[:budget]), PASSAGE)  # the first k tokens, then the passage
+    assert truncate(tok, PASSAGE, 3) == tok.decode(tok(PASSAGE, add_special_tokens=False)["input_ids"][:3])
+    row, ratio = as_training_row(tok, Example(PASSAGE), "compressed", 4.0, 96)
+    assert ratio == 4.0 and row == (PASSAGE, PASSAGE)
+
+
+def test_qa_passages_ask_about_one_of_their_facts():
+    examples = qa_examples(MEDICAL, 5, facts_per_passage=3, seed=1)
+    for e in examples:
+        assert e.answer.strip() in e.passage and e.task == "qa"
+    with pytest.raises(ValueError, match="fact records"):
+        qa_examples(MEDICAL[:2], 1, facts_per_passage=3)
+
+
+def test_compressor_trains_and_saves_decoding_memory():
+    model, tok = build_tiny()
+    examples = qa_examples(MEDICAL, 8, seed=0) + [Example(r.answer) for r in MEDICAL]
+    cfg = CompressionConfig(ratios=(2.0, 4.0), steps=10, batch_size=4, lr=3e-3, max_input=64, max_target=16)
+    result = train_compressor(model, tok, examples, cfg, show_progress=False)
+    assert np.mean(result.losses[-3:]) < np.mean(result.losses[:3])
+    add_bottleneck_tokens(model, tok, 64)
+    full = decoding_cost(model, tok, PASSAGE * 3, None, new_tokens=2)
+    small = decoding_cost(model, tok, PASSAGE * 3, 4.0, new_tokens=2)
+    assert small["cache_entries"] == -(-full["cache_entries"] // 4) and small["cache_mib"] < full["cache_mib"] / 3
+
+
+def test_bad_compression_ratios_are_clear_errors():
+    with pytest.raises(ValueError, match="ratios"):
+        CompressionConfig(ratios=(8.0, 0.0))
+    with pytest.raises(ValueError, match="ratios"):
+        CompressionConfig(ratios=())
+
+
+def test_token_accuracy_by_hand():
+    _, tok = build_tiny()
+    assert token_accuracy(tok, PASSAGE, PASSAGE) == 1.0

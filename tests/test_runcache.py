@@ -1,0 +1,86 @@
+"""Code fingerprints follow the imports: an edit marks stale exactly the chapters whose code it touches."""
+
+import json
+import shutil
+
+import pytest
+
+from lbr_utils.cli.reproduce import notebooks, stale_notebooks, stamp_outputs
+from lbr_utils.runcache import (PACKAGE_ROOT, cache_key, cached_json, chapter_modules, code_fingerprint,
+                                module_closure)
+
+CHAPTERS = [nb.stem for nb in notebooks()]
+
+
+@pytest.fixture()
+def copies(tmp_path):
+    """A copy of the package and of the notebooks (stamped as freshly executed), to edit freely."""
+    root = tmp_path / "lbr_utils"
+    shutil.copytree(PACKAGE_ROOT, root, ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "notebooks").mkdir()
+    for nb in notebooks():
+        path = tmp_path / "notebooks" / nb.name
+        path.write_text(nb.read_text())
+    return root, tmp_path / "notebooks"
+
+
+def _stale_after_editing(module_path: str, root, notebook_dir) -> set[str]:
+    import lbr_utils.cli.reproduce as reproduce
+
+    for nb in notebook_dir.glob("*.ipynb"):
+        stamp_outputs(nb, "smoke")
+        data = json.loads(nb.read_text())
+        data["metadata"]["lbr"]["code"] = reproduce.chapter_fingerprint(nb, root)  # stamped against the copy
+        nb.write_text(json.dumps(data))
+    assert stale_notebooks(notebook_dir, root) == []
+    with (root / module_path).open("a") as f:
+        f.write("\n# an edit\n")
+    return {name.removesuffix(".ipynb") for name, _ in stale_notebooks(notebook_dir, root)}
+
+
+@pytest.mark.parametrize("module_path, expected", [
+    ("compress.py", {"ch06_compression"}),
+    ("invert.py", {"ch07_inversion"}),
+    ("synth.py", {"ch04_synthetic"}),
+    ("lbr.py", {"ch05a_lbr_stages", "ch05b_lbr_ablations", "ch06_compression", "ch07_inversion"}),
+    ("studies/ch02_pooling.py", {"ch02_pooling"}),
+    ("studies/ch05a_lbr_stages.py", {"ch05a_lbr_stages", "ch05b_lbr_ablations"}),
+])
+def test_an_edit_marks_exactly_the_chapters_that_import_it(copies, module_path, expected):
+    root, notebook_dir = copies
+    assert _stale_after_editing(module_path, root, notebook_dir) == expected
+
+
+@pytest.mark.parametrize("module_path", ["masks.py", "data/records.py", "plots.py", "stats.py"])
+def test_every_chapter_importing_a_module_goes_stale_and_no_other(copies, module_path):
+    """The general rule, for modules many chapters share: stale == the chapters whose closure holds it."""
+    root, notebook_dir = copies
+    module = "lbr_utils." + module_path.removesuffix(".py").replace("/", ".")
+    users = {nb.stem for nb in notebook_dir.glob("*.ipynb") if module in chapter_modules(nb, root)}
+    assert users and (users != set(CHAPTERS) or module_path in ("masks.py", "data/records.py"))  # plots, stats: some
+    assert _stale_after_editing(module_path, root, notebook_dir) == users
+
+
+def test_the_closure_follows_relative_and_lazy_imports():
+    closure = module_closure(["lbr_utils.studies.ch07_inversion"])
+    assert {"lbr_utils.invert", "lbr_utils.lbr", "lbr_utils.masks", "lbr_utils.data.records"} <= closure
+    assert "lbr_utils.compress" not in closure and "lbr_utils.export" not in closure  # export is lazy in __init__
+
+
+def test_cache_keys_ignore_presentation_code_and_follow_the_rest(tmp_path):
+    root = tmp_path / "lbr_utils"
+    shutil.copytree(PACKAGE_ROOT, root, ignore=shutil.ignore_patterns("__pycache__"))
+    before = code_fingerprint("lbr_utils.studies._lbr_cells", root=root)
+    (root / "stats.py").write_text((root / "stats.py").read_text() + "\n# a new verdict rule\n")
+    assert code_fingerprint("lbr_utils.studies._lbr_cells", root=root) == before  # judging is not computing
+    (root / "train.py").write_text((root / "train.py").read_text() + "\n# a new optimiser\n")
+    assert code_fingerprint("lbr_utils.studies._lbr_cells", root=root) != before
+    assert cache_key("abc", seed=0) != cache_key("abd", seed=0) != cache_key("abc", seed=1)
+
+
+def test_cached_json_computes_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("LBR_RUN_CACHE", str(tmp_path))
+    calls = []
+    first = cached_json("cells", "k", lambda: calls.append(1) or {"x": 1})
+    again = cached_json("cells", "k", lambda: calls.append(1) or {"x": 2})
+    assert first == again == {"x": 1} and calls == [1]

@@ -1,0 +1,233 @@
+"""The study's statistics: per-seed summaries, the paired hierarchical bootstrap, verdicts and Holm."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lbr_utils.stats import (BootstrapResult, comparable, fmt, hierarchical_bootstrap, holm, holm_verdicts, judge,
+                             mean_of, mean_std, paired_differences, spearman, spread, verdict, verdict_from_ci)
+
+NO_DIFFERENCES = "no per-seed differences to judge"
+
+
+def _long_table() -> pd.DataFrame:
+    """Two models, three seeds: A - B is +0.10, +0.20, -0.05 per seed; seed 3 has A only."""
+    rows = [("A", 0, 0.50), ("B", 0, 0.40), ("A", 1, 0.60), ("B", 1, 0.40), ("A", 2, 0.30), ("B", 2, 0.35),
+            ("A", 3, 0.90)]
+    return pd.DataFrame(rows, columns=["model", "seed", "score"])
+
+
+# --- the per-seed summaries moved from report.py ------------------------------------------------------------
+
+
+def test_paired_differences_pair_by_seed_and_drop_a_missing_arm():
+    assert paired_differences(_long_table(), "A", "B") == pytest.approx([0.10, 0.20, -0.05])
+
+
+def test_mean_std_and_fmt_match_a_hand_computation():
+    out = mean_std(_long_table(), ["model"])
+    b = [0.40, 0.40, 0.35]
+    assert out.loc["B", "mean"] == pytest.approx(100 * sum(b) / 3)
+    assert out.loc["B", "std"] == pytest.approx(100 * math.sqrt(sum((x - sum(b) / 3) ** 2 for x in b) / 2))
+    assert out.loc["A", "seeds"] == 4
+    assert fmt(34.21, 1.26) == "34.2 ± 1.3" and fmt(34.21, float("nan")) == "34.2"
+
+
+def test_verdict_by_the_sign_of_every_seed():
+    diffs = paired_differences(_long_table(), "A", "B")  # +0.10, +0.20, -0.05: the mean is positive
+    assert verdict(diffs[:2], +1) == "reproduced"
+    assert verdict(diffs, +1) == "partly"
+    assert verdict(diffs, -1) == "not reproduced"
+    assert verdict([-0.1, -0.2], -3.0) == "reproduced"  # only the paper's sign matters
+
+
+def test_spread_mean_comparable_and_spearman_by_hand():
+    assert spread([0.10, 0.12]) == pytest.approx(100 * 0.02 / math.sqrt(2))
+    assert math.isnan(spread([0.1])) and math.isnan(spread([]))
+    assert mean_of([0.1, 0.2, -0.05]) == pytest.approx(0.25 / 3)
+    assert comparable([0.9, 0.85]) == "reproduced"
+    assert comparable([0.95, 0.7]) == "partly"  # mean 0.825 >= 0.8, one seed below
+    assert comparable([0.5, 0.9]) == "not reproduced"
+    # rho = 1 - 6 * sum(d^2) / (n (n^2 - 1)) = 1 - 6 * 2 / 60
+    assert spearman([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(0.8)
+
+
+@pytest.mark.parametrize("call", [lambda: verdict([], +1), lambda: comparable([]), lambda: mean_of([]),
+                                  lambda: hierarchical_bootstrap([]), lambda: hierarchical_bootstrap({}),
+                                  lambda: judge([])])
+def test_nothing_to_judge_is_a_clear_error(call):
+    with pytest.raises(ValueError, match=NO_DIFFERENCES):
+        call()
+
+
+def test_malformed_seeds_are_refused():
+    with pytest.raises(ValueError, match="a seed has no per-query differences"):
+        hierarchical_bootstrap([[0.1, 0.2], []])
+    with pytest.raises(ValueError, match="1-D"):  # a flat array is one seed's queries: pass [values]
+        hierarchical_bootstrap(np.array([0.1, 0.2, 0.3]))
+    with pytest.raises(ValueError, match="finite"):
+        hierarchical_bootstrap([[0.1, float("nan")]])
+    with pytest.raises(ValueError, match="expected_sign"):
+        judge([[0.1, 0.2]], expected_sign=0)
+
+
+# --- the paired hierarchical bootstrap ----------------------------------------------------------------------
+
+
+def _simulate(rng: np.random.Generator, effect: float, seed_sd: float, query_sd: float, seeds: int = 3,
+              queries: int = 300) -> list[np.ndarray]:
+    """Per-query differences: the true effect, plus a shift per seed (the run), plus noise per query."""
+    return [effect + rng.normal(0, seed_sd) + rng.normal(0, query_sd, queries) for _ in range(seeds)]
+
+
+def test_the_ci_covers_a_known_effect_about_95_percent_of_the_time():
+    rng = np.random.default_rng(2024)
+    effect, trials = 0.02, 200
+    covered = 0
+    for trial in range(trials):
+        r = hierarchical_bootstrap(_simulate(rng, effect, seed_sd=0.01, query_sd=0.3), n_boot=1000, rng_seed=trial)
+        covered += r.low <= effect <= r.high
+    # Binomial(200, 0.95) has sd 3.1 hits: 176..198 is > 4 sd below and about 2.5 sd above the nominal 190.
+    assert 176 <= covered <= 198, f"covered {covered} of {trials}"
+
+
+def test_seed_variation_widens_the_ci_beyond_the_query_noise():
+    """Seeds that disagree leave the claim open, however many queries each seed has: a query-only
+    bootstrap would call every one of these seeds' effects certain."""
+    rng = np.random.default_rng(0)
+    diffs = [m + rng.normal(0, 0.01, 1000) for m in (0.08, -0.06, 0.02)]
+    r = hierarchical_bootstrap(diffs, n_boot=2000)
+    assert r.low < 0 < r.high
+    assert r.low < -0.03 and r.high > 0.05  # spans most of the seed means, not +-0.001 around 0.013
+    assert verdict_from_ci(r.low, r.high) == "inconclusive"
+
+
+def test_the_point_estimate_weighs_every_seed_the_same():
+    r = hierarchical_bootstrap({"s0": [1.0, 1.0, 1.0, 1.0], "s1": [0.0]}, n_boot=200)
+    assert r.mean == pytest.approx(0.5)  # the pooled mean would be 0.8
+    assert (r.n_seeds, r.n_queries) == (2, 5)
+    assert isinstance(r, BootstrapResult)
+
+
+def test_one_seed_is_the_plain_query_bootstrap():
+    rng = np.random.default_rng(7)
+    x = rng.normal(0.05, 0.3, 400)
+    r = hierarchical_bootstrap([x], n_boot=4000, rng_seed=1)
+    assert r.mean == x.mean()
+    assert (r.n_seeds, r.n_queries) == (1, 400)
+    other = np.random.default_rng(99)
+    plain = x[other.integers(x.size, size=(4000, x.size))].mean(axis=1)
+    half_width = 1.96 * x.std(ddof=1) / math.sqrt(x.size)
+    for ours, theirs in [(r.low, np.quantile(plain, 0.025)), (r.high, np.quantile(plain, 0.975)),
+                         (r.low, x.mean() - half_width), (r.high, x.mean() + half_width)]:
+        assert ours == pytest.approx(theirs, abs=0.1 * half_width)
+
+
+def test_the_p_value_is_the_dual_of_the_ci():
+    """Same resamples (same rng_seed), any level: the CI excludes 0 exactly when p < 1 - confidence."""
+    rng = np.random.default_rng(3)
+    for effect in (0.0, 0.02, 0.04, -0.03):
+        diffs = _simulate(rng, effect, seed_sd=0.01, query_sd=0.3)
+        p = hierarchical_bootstrap(diffs, n_boot=1000).p_value
+        assert 1 / 1000 <= p <= 1
+        # the usual levels, and the two just either side of p, where an interpolated quantile slips
+        for level in (0.8, 0.9, 0.95, 0.99, 1 - p + 0.5 / 1000, 1 - p - 0.5 / 1000):
+            if not 1 / 1000 < 1 - level < 1:  # p cannot resolve levels beyond 1 / n_boot
+                continue
+            r = hierarchical_bootstrap(diffs, n_boot=1000, confidence=level)
+            assert (not r.low <= 0 <= r.high) == (p < 1 - level), (effect, level, p, r)
+
+
+def test_flipping_the_differences_flips_the_ci_exactly():
+    diffs = _simulate(np.random.default_rng(5), 0.03, seed_sd=0.01, query_sd=0.3)
+    r = hierarchical_bootstrap(diffs, n_boot=1000)
+    flipped = hierarchical_bootstrap([-d for d in diffs], n_boot=1000)
+    assert (flipped.mean, flipped.low, flipped.high, flipped.p_value) == (-r.mean, -r.high, -r.low, r.p_value)
+
+
+def test_ten_thousand_resamples_of_the_study_size_are_fast():
+    import time
+
+    diffs = _simulate(np.random.default_rng(0), 0.0, seed_sd=0.01, query_sd=0.3)
+    start = time.perf_counter()
+    hierarchical_bootstrap(diffs, n_boot=10_000)
+    assert time.perf_counter() - start < 2.0  # ~0.15 s; a loop over resamples would take many seconds
+
+
+# --- verdicts -----------------------------------------------------------------------------------------------
+
+
+def test_verdict_from_ci_gives_each_verdict():
+    assert verdict_from_ci(0.01, 0.05) == "reproduced"
+    assert verdict_from_ci(-0.05, -0.01) == "contradicted"
+    assert verdict_from_ci(-0.01, 0.05) == "inconclusive"
+    assert verdict_from_ci(0.0, 0.05) == "inconclusive"  # touching 0 still allows no difference
+    with pytest.raises(ValueError, match="reversed"):
+        verdict_from_ci(0.05, 0.01)
+
+
+def test_judge_gives_each_verdict_on_hand_made_differences():
+    up = [[0.10, 0.12, 0.08, 0.11], [0.09, 0.13, 0.10, 0.10], [0.12, 0.10, 0.11, 0.09]]
+    down = [[-v for v in seed] for seed in up]
+    mixed = [[0.10, -0.10, 0.05, -0.05], [-0.08, 0.09, 0.0, -0.01], [0.02, -0.03, 0.04, -0.02]]
+    assert judge(up, n_boot=1000)["verdict"] == "reproduced"
+    assert judge(down, n_boot=1000)["verdict"] == "contradicted"
+    assert judge(mixed, n_boot=1000)["verdict"] == "inconclusive"
+    # "A is worse than B" (expected -1) is reproduced by A - B below 0, reported as A - B.
+    worse = judge(down, expected_sign=-1, n_boot=1000)
+    assert worse["verdict"] == "reproduced"
+    assert worse["ci_high"] < 0 and worse["mean"] == pytest.approx(-np.mean(up))
+    assert judge(up, expected_sign=-1, n_boot=1000)["verdict"] == "contradicted"
+    assert judge(up, n_boot=1000)["p"] == pytest.approx(1 / 1000)  # no resample crossed 0
+
+
+def test_paper_in_ci_is_true_false_or_none():
+    up = [[0.10, 0.12, 0.08, 0.11], [0.09, 0.13, 0.10, 0.10], [0.12, 0.10, 0.11, 0.09]]
+    assert judge(up, paper=0.105, n_boot=1000)["paper_in_ci"] is True
+    assert judge(up, paper=0.30, n_boot=1000)["paper_in_ci"] is False
+    assert judge(up, paper=None, n_boot=1000)["paper_in_ci"] is None
+    assert judge(up, paper=float("nan"), n_boot=1000)["paper_in_ci"] is None
+    # the paper's A - B is compared in its own direction, also for a claim that A is worse
+    down = [[-v for v in seed] for seed in up]
+    assert judge(down, expected_sign=-1, paper=-0.105, n_boot=1000)["paper_in_ci"] is True
+    assert judge(down, expected_sign=-1, paper=0.105, n_boot=1000)["paper_in_ci"] is False
+
+
+def test_judge_reports_the_bootstrap():
+    diffs = _simulate(np.random.default_rng(11), 0.02, seed_sd=0.01, query_sd=0.3)
+    out, r = judge(diffs, n_boot=500, rng_seed=4), hierarchical_bootstrap(diffs, n_boot=500, rng_seed=4)
+    assert set(out) == {"mean", "ci_low", "ci_high", "p", "verdict", "paper_in_ci"}
+    assert (out["mean"], out["ci_low"], out["ci_high"], out["p"]) == (r.mean, r.low, r.high, r.p_value)
+
+
+# --- Holm across a table's claims ---------------------------------------------------------------------------
+
+
+def test_holm_matches_a_hand_computation():
+    # sorted 0.01, 0.03, 0.04 -> x3, x2, x1 = 0.03, 0.06, 0.04 -> running max 0.03, 0.06, 0.06
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.4, 0.01]) == pytest.approx([0.4, 0.02])
+    assert holm([0.3, 0.6, 0.9]) == pytest.approx([0.9, 1.0, 1.0])  # capped at 1
+    assert holm([0.02]) == pytest.approx([0.02]) and holm([]) == []
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        holm([0.1, float("nan")])
+
+
+def test_holm_turns_weak_decisions_into_inconclusive():
+    claims = [{"claim": "a", "p": 0.01, "verdict": "reproduced"}, {"claim": "b", "p": 0.04, "verdict": "reproduced"},
+              {"claim": "c", "p": 0.03, "verdict": "contradicted"}, {"claim": "d", "p": 0.5, "verdict": "inconclusive"}]
+    out = holm_verdicts(claims)
+    assert [r["verdict"] for r in out] == ["reproduced", "inconclusive", "inconclusive", "inconclusive"]
+    assert [r["p_holm"] for r in out] == pytest.approx([0.04, 0.09, 0.09, 0.5])
+    assert [r["claim"] for r in out] == ["a", "b", "c", "d"] and claims[1]["verdict"] == "reproduced"
+    strong = holm_verdicts([{"p": 0.001, "verdict": "contradicted"}, {"p": 0.002, "verdict": "reproduced"}])
+    assert [r["verdict"] for r in strong] == ["contradicted", "reproduced"]
+
+
+def test_a_family_of_one_keeps_its_ci_verdict():
+    rng = np.random.default_rng(8)
+    for effect in (0.0, 0.015, 0.03, 0.06, -0.04):
+        claim = judge(_simulate(rng, effect, seed_sd=0.01, query_sd=0.3), n_boot=1000)
+        assert holm_verdicts([claim])[0]["verdict"] == claim["verdict"]
