@@ -54,6 +54,7 @@ class GenerativeConfig:
     max_input: int = 64
     max_target: int = 32
     seed: int = 0
+    pack: bool = True  # several examples per row (same loss, far less padding)
 
     def __post_init__(self) -> None:
         if self.style not in STYLES:
@@ -66,6 +67,12 @@ class GenerativeConfig:
         """Bottleneck tokens to add to the vocabulary: enough for the longest input (with a BOS)."""
         return math.ceil((self.max_input + 1) / self.ratio)
 
+    @property
+    def pack_width(self) -> int | None:
+        """Tokens per packed row: the longest row this config can make (BOS, x, B, y, EOS), so any
+        two short examples share a row and the longest still fits alone."""
+        return self.max_input + self.max_bottleneck + self.max_target + 2 if self.pack else None
+
     def pairs(self, records: list[QARecord]) -> list[tuple[str, str]]:
         """(x, y) texts of this style. PT without the bottleneck is ordinary language modelling of the
         text (no x): the standard that PT-style IB-GL, which must rebuild the text from B, is timed against."""
@@ -74,10 +81,27 @@ class GenerativeConfig:
         return [(r.answer if self.bottleneck else "", r.answer) for r in records]
 
 
+def pack_rows(lengths: Sequence[int], width: int) -> list[list[int]]:
+    """Group rows of the given lengths into packed rows of at most ``width`` tokens (first fit, in
+    order of decreasing length); a row longer than ``width`` gets a packed row of its own. Packing
+    turns the padding of a batch of short, uneven rows into real tokens."""
+    bins: list[list[int]] = []
+    room: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        fit = next((b for b, free in enumerate(room) if lengths[i] <= free), None)
+        if fit is None:
+            bins.append([i])
+            room.append(width - lengths[i])
+        else:
+            bins[fit].append(i)
+            room[fit] -= lengths[i]
+    return bins
+
+
 def build_generative_batch(tokenizer, examples: Sequence[tuple[str, ...]], max_input: int, max_target: int,
                            ratio: float | Sequence[float | None] | None = None, bottleneck_sees_input: bool = True,
                            padding_side: str | None = None, dtype: torch.dtype = torch.float32,
-                           max_prompt: int = 32) -> dict[str, torch.Tensor]:
+                           max_prompt: int = 32, pack_width: int | None = None) -> dict[str, torch.Tensor]:
     """Token ids, labels, positions and attention mask for a batch of ``(x, y)`` or ``(x, prompt, y)``.
 
     With a ratio, a row is ``[x, B, prompt, y]`` under the information-bottleneck mask (prompt and y
@@ -86,6 +110,12 @@ def build_generative_batch(tokenizer, examples: Sequence[tuple[str, ...]], max_i
     reading. A batch with no bottleneck row gets a 2D padding mask (attention keeps its fast path);
     otherwise a float 4D mask. Labels are -100 everywhere but on ``y`` and its EOS; with an empty
     ``x`` and no bottleneck that is plain language modelling of ``y``.
+
+    ``pack_width`` packs several examples into one row of at most that many tokens (for training:
+    the loss is the same, the padding mostly gone). Each example keeps its own positions (from 0)
+    and attends only within itself: the mask is block-diagonal over examples, so a packed row is
+    exactly its examples read one by one. No label crosses an example boundary, since every example
+    starts with its BOS, which is never a label.
     """
     ratios = list(ratio) if isinstance(ratio, (list, tuple)) else [ratio] * len(examples)
     if len(ratios) != len(examples):
@@ -103,22 +133,29 @@ def build_generative_batch(tokenizer, examples: Sequence[tuple[str, ...]], max_i
         segments = [INPUT] * len(head) + [BOTTLENECK] * (len(ids) - len(head)) + [after] * (len(middle) + len(target))
         loss = [False] * (len(ids) + len(middle)) + [True] * len(target)
         rows.append((ids + middle + target, segments, loss))
-    width = max(len(ids) for ids, _, _ in rows)
+    groups = pack_rows([len(ids) for ids, _, _ in rows], pack_width) if pack_width else [[i] for i in range(len(rows))]
+    packed = [tuple(sum((rows[i][f] for i in g), []) for f in range(3))
+              + ([j for j, i in enumerate(g) for _ in rows[i][0]], [p for i in g for p in range(len(rows[i][0]))])
+              for g in groups]
+    width = max(len(ids) for ids, *_ in packed)
     left = (padding_side or tokenizer.padding_side) == "left"
+    if left and pack_width:
+        raise ValueError("packing lays examples out left to right: use right padding")
 
     def pad(values: list, fill) -> list:
         n = width - len(values)
         return [fill] * n + values if left else values + [fill] * n
 
-    input_ids = torch.tensor([pad(ids, tokenizer.pad_token_id) for ids, _, _ in rows])
-    segments = torch.tensor([pad(seg, PAD) for _, seg, _ in rows])
-    loss = torch.tensor([pad(flags, False) for _, _, flags in rows])
-    real = segments != PAD
+    input_ids = torch.tensor([pad(ids, tokenizer.pad_token_id) for ids, *_ in packed])
+    segments = torch.tensor([pad(seg, PAD) for _, seg, *_ in packed])
+    loss = torch.tensor([pad(flags, False) for _, _, flags, *_ in packed])
+    documents = torch.tensor([pad(doc, -1) for *_, doc, _ in packed])
     batch = {"input_ids": input_ids, "segments": segments, "labels": input_ids.masked_fill(~loss, -100),
-             "position_ids": (real.cumsum(1) - 1).clamp(min=0)}
-    compressed = any(r is not None for r in ratios)
-    batch["attention_mask"] = (ib_attention_mask(segments, dtype, bottleneck_sees_input) if compressed
-                               else real.long())
+             "position_ids": torch.tensor([pad(pos, 0) for *_, pos in packed])}
+    if any(r is not None for r in ratios) or pack_width:
+        batch["attention_mask"] = ib_attention_mask(segments, dtype, bottleneck_sees_input, documents)
+    else:
+        batch["attention_mask"] = (segments != PAD).long()
     return batch
 
 
@@ -168,7 +205,7 @@ def train_generative(model, tokenizer, records: list[QARecord], cfg: GenerativeC
     def batch_at(step: int) -> dict[str, torch.Tensor]:
         chosen = [pairs[i] for i in batcher.indices(step)]
         batch = build_generative_batch(tokenizer, chosen, cfg.max_input, cfg.max_target,
-                                       cfg.ratio if cfg.bottleneck else None)
+                                       cfg.ratio if cfg.bottleneck else None, pack_width=cfg.pack_width)
         return {k: v.to(device) for k, v in batch.items()}
 
     return train(model, lambda batch: generative_loss(model, batch), batch_at,

@@ -35,17 +35,21 @@ def bottleneck_count(n_input_tokens: int, ratio: float) -> int:
     return max(1, math.ceil(n_input_tokens / ratio))
 
 
-def allowed_attention(segments: torch.Tensor, bottleneck_sees_input: bool = True) -> torch.Tensor:
+def allowed_attention(segments: torch.Tensor, bottleneck_sees_input: bool = True,
+                      documents: torch.Tensor | None = None) -> torch.Tensor:
     """Bool ``(batch, seq, seq)``: may query ``i`` attend to key ``j``?
 
     ``segments`` is ``(batch, seq)`` of PAD/INPUT/BOTTLENECK/TARGET codes, in any padding layout.
     ``bottleneck_sees_input=False`` also cuts B from x; only the leakage tests want that (with it,
-    nothing of x can reach y through any number of layers).
+    nothing of x can reach y through any number of layers). ``documents`` (same shape) numbers the
+    examples packed into a row: a token attends only within its own example.
     """
     seq = segments.shape[1]
     causal = torch.ones(seq, seq, dtype=torch.bool, device=segments.device).tril()
     q, k = segments.unsqueeze(2), segments.unsqueeze(1)
     allowed = causal & (k != PAD) & (q != PAD)
+    if documents is not None:
+        allowed &= documents.unsqueeze(2) == documents.unsqueeze(1)
     allowed &= ~((q == TARGET) & (k == INPUT))
     if not bottleneck_sees_input:
         allowed &= ~((q == BOTTLENECK) & (k == INPUT))
@@ -60,6 +64,6 @@ def additive_mask(allowed: torch.Tensor, dtype: torch.dtype = torch.float32) -> 
 
 
 def ib_attention_mask(segments: torch.Tensor, dtype: torch.dtype = torch.float32,
-                      bottleneck_sees_input: bool = True) -> torch.Tensor:
+                      bottleneck_sees_input: bool = True, documents: torch.Tensor | None = None) -> torch.Tensor:
     """The information-bottleneck mask for ``segments``, ready to pass as ``attention_mask``."""
-    return additive_mask(allowed_attention(segments, bottleneck_sees_input), dtype)
+    return additive_mask(allowed_attention(segments, bottleneck_sees_input, documents), dtype)

@@ -1,4 +1,4 @@
-"""Run by tests/test_train_lbr.py under ``accelerate launch``: LBR stage 1 (IB-GL) on the tiny model."""
+"""Run by tests/test_train.py under ``accelerate launch``: LBR stage 1 (IB-GL) on the tiny model."""
 
 import json
 import sys

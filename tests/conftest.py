@@ -34,3 +34,22 @@ def smollm2():
     from lbr_utils.models import load_causal_lm
 
     return load_causal_lm("smollm2-135m")
+
+
+@pytest.fixture(scope="module")
+def tiny_bn():
+    """The tiny model with 16 bottleneck tokens, one per test module (tests of the mask, LBR's losses
+    and generation)."""
+    from _bottleneck import _tiny_with_bottleneck
+
+    return _tiny_with_bottleneck()
+
+
+@pytest.fixture(scope="module")
+def cl_records():
+    """The smoke profile's contrastive records of the medical domain (tests of batching and contrastive
+    training)."""
+    from lbr_utils.data import load_domain
+    from lbr_utils.profiles import get_profile
+
+    return load_domain("medical", get_profile("smoke")).cl

@@ -1,11 +1,16 @@
-"""LBR's stage 1 and its recipe: training, the config's checks, the pairs of each style."""
+"""LBR's stage 1 and its recipe: training, the config's checks, the pairs of each style, and the
+target-token losses of a generative batch (alone, padded, mixed with plain rows)."""
 
 import numpy as np
 import pytest
+import torch
 
+from _bottleneck import PAIRS, RATIO, shifted_token_losses
 from lbr_utils import lbr
 from lbr_utils.data import QARecord
-from lbr_utils.lbr import GenerativeConfig, train_generative
+from lbr_utils.lbr import GenerativeConfig, build_generative_batch, target_token_losses, train_generative
+from lbr_utils.masks import PAD as P
+from lbr_utils.masks import TARGET as Y
 from lbr_utils.models import build_tiny
 from lbr_utils.pooling import bottleneck_ids
 from lbr_utils.profiles import get_profile
@@ -50,3 +55,107 @@ def test_every_text_the_study_reads_has_trained_bottleneck_tokens():
         stage1, stage2 = lbr.configs(profile, 0)
         assert bottleneck_count(lbr.max_length(profile) + 1, stage1.ratio) <= stage1.max_bottleneck
         assert stage2.max_length == stage1.max_input == lbr.max_length(profile)
+
+
+def test_losses_from_the_labelled_positions_alone_equal_scoring_every_position(tiny_bn):
+    """``target_token_losses`` sends only the positions that predict a target through the LM head; its
+    losses and gradients must equal the reference computed from the full logits."""
+    model, tok = tiny_bn
+    batch = build_generative_batch(tok, PAIRS, 32, 16, RATIO)
+    ours = target_token_losses(model, batch)
+    ours.sum().backward()
+    grad_ours = model.get_input_embeddings().weight.grad.clone()
+    model.zero_grad()
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                   position_ids=batch["position_ids"]).logits
+    reference = shifted_token_losses(logits, batch["labels"])
+    reference.sum().backward()
+    grad_ref = model.get_input_embeddings().weight.grad.clone()
+    model.zero_grad()
+    torch.testing.assert_close(ours, reference)
+    assert (ours > 0).sum() == (batch["labels"] != -100).sum()  # every target scored, nothing else
+    torch.testing.assert_close(grad_ours, grad_ref)
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_ib_gl_losses_alone_equal_losses_in_a_padded_batch(tiny_bn, side):
+    model, tok = tiny_bn
+    with torch.no_grad():
+        batch = build_generative_batch(tok, PAIRS, 32, 16, RATIO, padding_side=side)
+        together = target_token_losses(model, batch)
+        for i, pair in enumerate(PAIRS):
+            single = build_generative_batch(tok, [pair], 32, 16, RATIO, padding_side=side)
+            alone = target_token_losses(model, single)[0]
+            mine = together[i][batch["segments"][i] != P]
+            torch.testing.assert_close(mine, alone, atol=1e-5, rtol=1e-4)
+
+
+def test_a_plain_row_reads_the_same_inside_a_compressed_batch(tiny_bn):
+    """One batch may mix compressed rows (4D mask) and plain causal rows: a plain row's losses must
+    equal its losses in an all-plain batch (2D mask); a prompt row's loss sits on the answer only."""
+    model, tok = tiny_bn
+    examples = [("a passage about a drug", "what is it?", "aspirin"), ("another passage here", "and this?", "none")]
+    with torch.no_grad():
+        mixed = build_generative_batch(tok, examples, 32, 16, ratio=[RATIO, None])
+        plain = build_generative_batch(tok, examples[1:], 32, 16, ratio=None)
+        assert mixed["attention_mask"].dim() == 4 and plain["attention_mask"].dim() == 2
+        row = target_token_losses(model, mixed)[1][mixed["segments"][1] != P]
+        torch.testing.assert_close(row, target_token_losses(model, plain)[0], atol=1e-5, rtol=1e-4)
+    n_answer = len(tok("aspirin", add_special_tokens=False)["input_ids"]) + 1  # + EOS
+    assert int((mixed["labels"][0] != -100).sum()) == n_answer
+    prompt_ids = tok("what is it?", add_special_tokens=False)["input_ids"]
+    assert (mixed["segments"][0] == Y).sum() == len(prompt_ids) + n_answer  # the prompt cannot see x either
+
+
+def test_pack_rows_fills_rows_up_to_the_width_and_places_every_row_once():
+    from lbr_utils.lbr import pack_rows
+
+    lengths = [30, 10, 25, 5, 60, 20]
+    bins = pack_rows(lengths, 40)
+    assert sorted(i for b in bins for i in b) == list(range(len(lengths)))
+    assert all(sum(lengths[i] for i in b) <= 40 for b in bins if len(b) > 1)
+    assert [4] in bins  # longer than the width: alone
+    assert len(bins) == 4  # 60 | 30+10 | 25+5 | 20 (first fit, longest first)
+
+
+@pytest.mark.parametrize("ratio", [4.0, None])
+def test_a_packed_batch_is_its_examples_read_one_by_one(ratio):
+    """Packing changes only the layout: the loss and every gradient equal the padded batch's, each
+    example's positions restart at 0, and no token attends across an example boundary."""
+    import torch
+
+    from lbr_utils.lbr import build_generative_batch, generative_loss
+    from lbr_utils.masks import PAD
+    from lbr_utils.models import add_bottleneck_tokens
+
+    model, tok = build_tiny()
+    add_bottleneck_tokens(model, tok, 8)
+    examples = [("fever and cough in a child", "influenza"), ("pain", "a long answer about pain in the chest"),
+                ("x y z", "short"), ("question four here", "answer four")]
+    padded = build_generative_batch(tok, examples, 16, 12, ratio)
+    packed = build_generative_batch(tok, examples, 16, 12, ratio, pack_width=40)
+    assert packed["input_ids"].shape[0] < padded["input_ids"].shape[0]
+    assert (packed["segments"] == PAD).sum() < (padded["segments"] == PAD).sum()
+    grads = []
+    for batch in (padded, packed):
+        loss = generative_loss(model, batch)
+        loss.backward()
+        grads.append((loss.item(), [p.grad.clone() for p in model.parameters()]))
+        model.zero_grad()
+    assert grads[0][0] == pytest.approx(grads[1][0], abs=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(grads[0][1], grads[1][1]))
+    # Each example is a contiguous run whose positions count from 0; the mask is block-diagonal.
+    starts = (packed["position_ids"] == 0) & (packed["segments"] != PAD)
+    assert int(starts.sum()) == len(examples)
+    allowed = packed["attention_mask"][:, 0] == 0
+    example = starts.cumsum(1)
+    cross = allowed & (example.unsqueeze(2) != example.unsqueeze(1)) & (packed["segments"] != PAD).unsqueeze(2)
+    assert not cross.any()
+
+
+def test_packing_needs_right_padding():
+    from lbr_utils.lbr import build_generative_batch
+
+    _, tok = build_tiny()
+    with pytest.raises(ValueError, match="right padding"):
+        build_generative_batch(tok, [("a", "b")], 8, 8, None, padding_side="left", pack_width=20)

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from lbr_utils import models
-from lbr_utils.models import add_bottleneck_tokens, add_lora, load_causal_lm
+from lbr_utils.models import add_bottleneck_tokens, add_lora, attention_mode, load_causal_lm
 
 
 def test_smollm2_loads_from_the_gguf_wheel(smollm2):
@@ -88,3 +88,22 @@ def test_lora_trains_only_the_adapters():
     assert trainable and all("lora_" in n for n in trainable)
     with pytest.raises(ValueError, match="rank"):
         add_lora(load_causal_lm("tiny")[0], r=0)
+
+
+def test_bidirectional_attention_really_changes_the_logits(tiny):
+    model, tok = tiny
+    ids = tok(["one two three four"], return_tensors="pt")
+    with torch.no_grad():
+        causal = model(**ids).logits
+        with attention_mode(model, causal=False):
+            bidir = model(**ids).logits
+            bidir_nomask = model(input_ids=ids["input_ids"]).logits  # SDPA path without a padding mask
+        again = model(**ids).logits
+    # The first token sees the rest only without the causal mask; the last token sees all in both.
+    assert not torch.allclose(causal[0, 0], bidir[0, 0], atol=1e-4)
+    assert torch.allclose(bidir, bidir_nomask, atol=1e-5)
+    assert torch.allclose(causal, again)  # the context manager restored causal attention
+    # Causal: the first position's logits do not depend on later tokens.
+    with torch.no_grad():
+        first_alone = model(input_ids=ids["input_ids"][:, :1]).logits
+    assert torch.allclose(causal[0, 0], first_alone[0, 0], atol=1e-5)

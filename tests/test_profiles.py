@@ -38,3 +38,12 @@ def test_domain_sizes_override_only_their_domain():
     assert get_profile("cpu").for_domain("code") == get_profile("cpu")
     with pytest.raises(ValueError, match="unknown profile"):
         get_profile("laptop")
+
+
+def test_profiles():
+    assert set(PROFILE_NAMES) == {"smoke", "cpu", "gpu"}
+    smoke, cpu = get_profile("smoke"), get_profile("cpu")
+    assert smoke.n_gl < cpu.n_gl and len(cpu.seeds) >= 3
+    assert get_profile("gpu", model="Qwen/Qwen2.5-1.5B").model == "Qwen/Qwen2.5-1.5B"
+    with pytest.raises(ValueError, match="unknown profile"):
+        get_profile("laptop")

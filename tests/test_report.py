@@ -1,7 +1,6 @@
 """The reproduction report page is made from the results files, and a stale page fails here."""
 
 import pandas as pd
-import pytest
 
 from lbr_utils.report import PAGE, reproduction_page
 from lbr_utils.results import REPO_ROOT

@@ -2,7 +2,6 @@ import json
 
 import pytest
 
-from lbr_utils.profiles import PROFILE_NAMES, get_profile
 from lbr_utils.results import load_results, provenance_line, results_dir, save_results
 
 
@@ -27,12 +26,3 @@ def test_results_dir_honours_the_environment(tmp_path, monkeypatch):
 def test_missing_results_say_which_notebook_to_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="run the notebook"):
         load_results("nothing", "cpu", root=tmp_path)
-
-
-def test_profiles():
-    assert set(PROFILE_NAMES) == {"smoke", "cpu", "gpu"}
-    smoke, cpu = get_profile("smoke"), get_profile("cpu")
-    assert smoke.n_gl < cpu.n_gl and len(cpu.seeds) >= 3
-    assert get_profile("gpu", model="Qwen/Qwen2.5-1.5B").model == "Qwen/Qwen2.5-1.5B"
-    with pytest.raises(ValueError, match="unknown profile"):
-        get_profile("laptop")

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lbr_utils.stats import (BootstrapResult, comparable, fmt, hierarchical_bootstrap, holm, holm_verdicts, judge,
-                             mean_of, mean_std, paired_differences, spearman, spread, verdict, verdict_from_ci)
+from lbr_utils.stats import (comparable, fmt, hierarchical_bootstrap, holm, holm_verdicts, judge, mean_of, mean_std,
+                             paired_differences, spearman, spread, verdict, verdict_from_ci)
 
 NO_DIFFERENCES = "no per-seed differences to judge"
 
@@ -108,7 +108,6 @@ def test_the_point_estimate_weighs_every_seed_the_same():
     r = hierarchical_bootstrap({"s0": [1.0, 1.0, 1.0, 1.0], "s1": [0.0]}, n_boot=200)
     assert r.mean == pytest.approx(0.5)  # the pooled mean would be 0.8
     assert (r.n_seeds, r.n_queries) == (2, 5)
-    assert isinstance(r, BootstrapResult)
 
 
 def test_one_seed_is_the_plain_query_bootstrap():
@@ -145,15 +144,6 @@ def test_flipping_the_differences_flips_the_ci_exactly():
     r = hierarchical_bootstrap(diffs, n_boot=1000)
     flipped = hierarchical_bootstrap([-d for d in diffs], n_boot=1000)
     assert (flipped.mean, flipped.low, flipped.high, flipped.p_value) == (-r.mean, -r.high, -r.low, r.p_value)
-
-
-def test_ten_thousand_resamples_of_the_study_size_are_fast():
-    import time
-
-    diffs = _simulate(np.random.default_rng(0), 0.0, seed_sd=0.01, query_sd=0.3)
-    start = time.perf_counter()
-    hierarchical_bootstrap(diffs, n_boot=10_000)
-    assert time.perf_counter() - start < 2.0  # ~0.15 s; a loop over resamples would take many seconds
 
 
 # --- verdicts -----------------------------------------------------------------------------------------------

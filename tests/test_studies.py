@@ -1,8 +1,11 @@
-"""The study modules: one shape for every chapter, cells computed once, claims judged from the files."""
+"""The study modules: one shape for every chapter, cells computed once, claims judged from the files,
+and the chapter 7 scoring helpers."""
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from lbr_utils.models import build_tiny
 from lbr_utils.profiles import get_profile
 from lbr_utils.stats import spread
 from lbr_utils.studies import CHAPTERS, _lbr_cells, study
@@ -106,3 +109,42 @@ def test_compression_and_inversion_claims_by_hand():
     assert leak["ours (x100)"] == pytest.approx(25.0) and leak["verdict"] == "reproduced"
     no_floor = {"ch07_inversion": {"metrics": {"inversion": inversion["inversion"]}}}
     assert study("ch07_inversion").claims(no_floor) == {}  # no floor: nothing to judge against
+
+
+def test_noisy_corpus_embedder_perturbs_stored_documents_only():
+    from lbr_utils.studies.ch07_inversion import noisy_corpus_embedder
+
+    embed = lambda texts: np.array([[1.0, 0.0] if t.startswith("d") else [0.0, 1.0] for t in texts])
+    fn = noisy_corpus_embedder(embed, ["d1", "d2"], scale=0.5, seed=0)
+    out = fn(["d1", "q", "d2"])
+    assert np.allclose(out[1], [0.0, 1.0])  # a query is only normalised
+    assert not np.allclose(out[0], [1.0, 0.0]) and not np.allclose(out[0], out[2])
+
+
+def test_halving_table_finds_the_first_noise_that_halves_f1():
+    from lbr_utils.studies.ch07_inversion import halving_table
+
+    inv = pd.DataFrame({"embedder": ["a"] * 3 + ["b"] * 2, "noise": [0.1, 0.0, 0.2, 0.0, 0.1],
+                        "token_f1": [30.0, 40.0, 10.0, 50.0, 45.0], "NDCG@10": [0.5, 0.6, 0.2, 0.7, 0.69]})
+    table = halving_table(inv).set_index("embedder")
+    assert table.loc["a", "noise where F1 halves"] == 0.2
+    assert table.loc["a", "NDCG@10 cost (points)"] == pytest.approx(40.0)
+    assert table.loc["b", "noise where F1 halves"] == "> 0.1"
+    assert np.isnan(table.loc["b", "token F1 there"])
+    # Measured from a floor of 20 (the template alone), "halfway" is 30, which noise 0.1 reaches.
+    floor = pd.DataFrame({"embedder": ["a", "b"], "token_f1": [20.0, 0.0]})
+    assert halving_table(inv, floor).set_index("embedder").loc["a", "noise where F1 halves"] == 0.1
+    at_floor = pd.DataFrame({"embedder": ["a", "b"], "token_f1": [45.0, 60.0]})
+    table = halving_table(inv, at_floor).set_index("embedder")
+    assert table.loc["b", "noise where F1 halves"] == "no leak to halve" and table.loc["b", "leak above the floor"] == -10.0
+
+
+def test_inversion_scores_count_entities_by_hand():
+    from lbr_utils.studies.ch07_inversion import inversion_scores
+
+    _, tok = build_tiny()
+    texts = ["Asthma (ICD-10-CM J45; a lung disease)", "Gout (ICD-10-CM M10; a joint disease)"]
+    guesses = [texts[0], "gout of the knee (ICD-10-CM M11)"]
+    s = inversion_scores(tok, guesses, texts)
+    assert s["exact_match"] == 50.0 and s["codes_recovered"] == 50.0 and s["conditions_recovered"] == 100.0
+    assert 50.0 < s["token_f1"] < 100.0

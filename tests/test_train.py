@@ -1,30 +1,19 @@
+"""The training loop: it trains, resumes exactly, and under ``accelerate launch`` with two CPU
+processes (gloo) keeps the processes in sync and saves a checkpoint that reloads in one process."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
-from lbr_utils.batching import IndexBatcher, PairBatcher
-from lbr_utils.contrastive import ContrastiveConfig, mine_hard_negatives, train_contrastive
-from lbr_utils.data import QARecord, load_domain
 from lbr_utils.models import load_causal_lm
-from lbr_utils.profiles import get_profile
 from lbr_utils.train import TrainConfig, train
 
-
-@pytest.fixture(scope="module")
-def cl_records():
-    return load_domain("medical", get_profile("smoke")).cl
-
-
-def _run(records, steps=4, **kw):
-    model, tok = load_causal_lm("tiny")
-    cfg = ContrastiveConfig(steps=steps, batch_size=8, lora_rank=4, max_length=32, **kw)
-    return train_contrastive(model, tok, records, cfg, show_progress=False, checkpoint_dir=kw.pop("ckpt", None))
-
-
-def test_same_seed_gives_identical_losses(cl_records):
-    a, b = _run(cl_records)[1], _run(cl_records)[1]
-    assert a.losses == b.losses and len(a.losses) == 4
-    c = _run(cl_records, seed=1)[1]
-    assert c.losses != a.losses
+HERE = Path(__file__).parent
 
 
 def test_training_lowers_the_loss_on_a_fixed_batch():
@@ -35,6 +24,23 @@ def test_training_lowers_the_loss_on_a_fixed_batch():
         before = loss_fn(x).item()
     result = train(model, loss_fn, lambda step: x, TrainConfig(steps=15, lr=1e-2, show_progress=False, bf16=False))
     assert result.losses[-1] < before - 0.5
+
+
+def test_the_fused_optimizer_takes_the_same_steps_as_the_plain_one():
+    """Fused AdamW is a speed-up, not a different optimiser: same losses and weights after training."""
+    def run(fused: bool):
+        model, tok = load_causal_lm("tiny")
+        x = torch.randint(0, len(tok), (4, 8), generator=torch.Generator().manual_seed(0))
+        loss_fn = lambda batch: model(input_ids=batch, labels=batch).loss  # noqa: E731
+        result = train(model, loss_fn, lambda step: x.roll(step, dims=1),
+                       TrainConfig(steps=5, lr=1e-2, show_progress=False, bf16=False, fused_optimizer=fused,
+                                   weight_decay=0.01))
+        return result.losses, [p.detach().clone() for p in model.parameters()]
+
+    (fused_losses, fused_weights), (plain_losses, plain_weights) = run(True), run(False)
+    assert fused_losses == pytest.approx(plain_losses, rel=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(fused_weights, plain_weights))
+    assert not torch.equal(fused_weights[0], load_causal_lm("tiny")[0].get_input_embeddings().weight)  # it trained
 
 
 def test_a_resumed_run_matches_an_uninterrupted_one(tmp_path):
@@ -54,36 +60,24 @@ def test_a_resumed_run_matches_an_uninterrupted_one(tmp_path):
     assert resumed.losses == pytest.approx(full.losses, rel=1e-5)
 
 
-def test_bad_training_arguments_are_rejected(cl_records):
-    with pytest.raises(ValueError, match="steps"):
-        TrainConfig(steps=0)
-    with pytest.raises(ValueError, match="learning rate"):
-        TrainConfig(steps=1, lr=0)
-    with pytest.raises(ValueError, match="temperature"):
-        _run(cl_records, temperature=0)
-    with pytest.raises(ValueError, match="at least two"):
-        PairBatcher(cl_records[:1], 8)
-    with pytest.raises(ValueError, match="at least one example"):
-        IndexBatcher(0, 8)
+def test_two_process_stage1_trains_and_its_checkpoint_reloads(tmp_path):
+    accelerate = Path(sys.executable).with_name("accelerate")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(HERE.parent))
+    cmd = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", str(HERE / "_distributed_stage1.py"), str(tmp_path)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world"] for r in ranks] == [2, 2]
+    losses = ranks[0]["losses"]
+    assert sum(losses[-3:]) < sum(losses[:3])  # it trains
+    assert ranks[0]["weights"] == ranks[1]["weights"]  # gradients were averaged: one model, two processes
+    assert [p.name for p in (tmp_path / "ckpt").iterdir()] == ["step-12"]
 
-
-def test_batches_are_a_deterministic_permutation(cl_records):
-    b = PairBatcher(cl_records, 8, seed=3)
-    assert b(5) == b(5)
-    epoch = [q for step in range(b.per_epoch) for q in b(step)["queries"]]
-    assert len(set(epoch)) == len(epoch) == b.per_epoch * 8
-    fresh = IndexBatcher(10, 4, seed=1)  # a resumed run rebuilds the batcher: same batch at the same step
-    assert fresh.indices(7) == IndexBatcher(10, 4, seed=1).indices(7)
-    epoch = [i for step in range(fresh.per_epoch) for i in fresh.indices(step)]
-    assert len(set(epoch)) == len(epoch) == 8 and set(epoch) <= set(range(10))
-
-
-def test_hard_negatives_skip_false_negatives():
-    recs = [QARecord("1", "m", "asthma nos", "Unspecified asthma", "J45"),
-            QARecord("2", "m", "asthmatic bronchitis", "Unspecified asthma", "J45"),
-            QARecord("3", "m", "chronic asthma", "Chronic obstructive asthma", "J44"),
-            QARecord("4", "m", "broken arm", "Fracture of humerus", "S42")]
-    filtered = mine_hard_negatives(recs, k=1)
-    assert all(recs[n].entity != recs[i].entity for i, negs in enumerate(filtered) for n in negs)
-    assert filtered[0] == [2]  # "chronic asthma" is the hardest negative that is not the same condition
-    assert mine_hard_negatives(recs, k=1, filter_false_negatives=False)[0] == [1]  # its own twin
+    sys.path.insert(0, str(HERE))
+    try:
+        from _distributed_stage1 import run
+    finally:
+        sys.path.remove(str(HERE))
+    reloaded = run(str(tmp_path))  # one process, same checkpoint dir: resumes at the end, trains no more
+    assert reloaded["resumed_from"] == 12 and reloaded["weights"] == ranks[0]["weights"]
