@@ -64,6 +64,7 @@ class ContrastiveConfig:
     causal: bool = True  # False: bidirectional attention (LLM2Vec-style)
     max_length: int = 64
     seed: int = 0
+    pack: bool = True  # several texts per row in training (same embeddings, far less padding)
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -84,8 +85,11 @@ def train_contrastive(model, tokenizer, records: list[QARecord], cfg: Contrastiv
     device = next(model.parameters()).device
     loss = matryoshka(info_nce, cfg.matryoshka_dims) if cfg.matryoshka_dims else info_nce
 
+    # A packed row holds the longest text (with its template) or several short ones.
+    width = 2 * cfg.max_length + 16 if cfg.pack else None
+
     def encode(texts: list[str]):
-        batch = build_inputs(tokenizer, texts, embedder.pooling, cfg.max_length)
+        batch = build_inputs(tokenizer, texts, embedder.pooling, cfg.max_length, pack_width=width, causal=cfg.causal)
         return embedder.forward({k: v.to(device) for k, v in batch.items()})
 
     def loss_fn(batch: dict):

@@ -93,12 +93,14 @@ class LLMEmbedder(_CachedEmbedder):
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Pooled vectors of one tokenised batch (from :func:`build_inputs`); differentiable."""
         mask = batch["attention_mask"]
-        # Positions count real tokens only, so left padding does not shift them.
-        positions = (mask.cumsum(1) - 1).clamp(min=0)
+        # Positions count real tokens only, so left padding does not shift them; packed rows bring theirs.
+        positions = batch["position_ids"] if "position_ids" in batch else (mask.cumsum(1) - 1).clamp(min=0)
         with attention_mode(self.model, causal=self.causal):
             out = decoder(self.model)(input_ids=batch["input_ids"], attention_mask=mask, position_ids=positions,
                                         output_hidden_states=self.layer != -1)
         states = out.last_hidden_state if self.layer == -1 else out.hidden_states[self.layer]
+        if "unpack_index" in batch:  # packed rows: one padded row of states per text again
+            states = states.reshape(-1, states.shape[-1])[batch["unpack_index"]]
         return POOL_FNS[self.pooling.pool](states.float(), batch["pool_mask"])
 
     @torch.no_grad()

@@ -201,3 +201,45 @@ def attention_mode(model: PreTrainedModel, causal: bool) -> Iterator[None]:
         config.is_causal = saved[0]
         for m, flag in zip(modules, saved[1]):
             m.is_causal = flag
+
+
+@contextmanager
+def attention_implementation(model: PreTrainedModel, name: str) -> Iterator[None]:
+    """Run ``model`` (or the model inside a peft wrapper) with another attention implementation,
+    then restore it. Models that cannot switch are left as they are."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    previous = getattr(getattr(base, "config", None), "_attn_implementation", None)
+    switch = previous is not None and previous != name and hasattr(base, "set_attn_implementation")
+    if switch:
+        base.set_attn_implementation(name)
+    try:
+        yield
+    finally:
+        if switch:
+            base.set_attn_implementation(previous)
+
+
+@contextmanager
+def frozen_linear_weights_in_bf16(model: PreTrainedModel) -> Iterator[int]:
+    """Hold the frozen weights of the decoder's linear layers in bf16 while this block runs (LoRA
+    training under bf16 autocast), then put the fp32 originals back.
+
+    Autocast reads every matmul weight in bf16 anyway, so the forward is unchanged; but it caches the
+    cast only for trainable leaves, so a frozen fp32 weight is cast again on every forward call.
+    Storing it in bf16 removes those casts. Only linear layers inside the decoder's blocks qualify:
+    the embedding (tied to the LM head) and the norms keep their precision. Yields how many weights
+    were converted (0 for full fine-tuning, where nothing is frozen)."""
+    import torch
+
+    saved = {}
+    for layer in decoder(model).layers:
+        for module in layer.modules():
+            weight = getattr(module, "weight", None)
+            if isinstance(module, torch.nn.Linear) and not weight.requires_grad and weight.dtype == torch.float32:
+                saved[module] = weight.data
+                weight.data = weight.data.to(torch.bfloat16)
+    try:
+        yield len(saved)
+    finally:
+        for module, data in saved.items():
+            module.weight.data = data

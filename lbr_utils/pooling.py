@@ -117,11 +117,18 @@ def with_bottleneck(tokenizer, body: list[int], ratio: float, available: list[in
     return body + available[:k]
 
 
-def build_inputs(tokenizer, texts: list[str], pooling: Pooling, max_length: int) -> dict[str, torch.Tensor]:
+def build_inputs(tokenizer, texts: list[str], pooling: Pooling, max_length: int, pack_width: int | None = None,
+                 causal: bool = True) -> dict[str, torch.Tensor]:
     """Token ids, attention mask and pool mask for ``texts`` in ``pooling``'s input format.
 
     The text itself is truncated to ``max_length`` tokens before any template is added, so a
     template never pushes the text out. Padding follows ``tokenizer.padding_side``.
+
+    ``pack_width`` (for training) packs several texts into rows of at most that many tokens, with the
+    same layout trick as LBR's packed batches: each text keeps its own positions, a 4D mask lets it
+    attend only within itself (causally, or both ways with ``causal=False``), and ``unpack_index`` /
+    ``unpack_mask`` gather each text's states back into one padded row per text, so every pooling
+    reads exactly what it reads unpacked.
     """
     rows: list[tuple[list[int], list[int]]] = []  # (ids, pool flags)
     bos = bos_ids(tokenizer)
@@ -143,6 +150,8 @@ def build_inputs(tokenizer, texts: list[str], pooling: Pooling, max_length: int)
         else:
             raise ValueError(f"unknown input format {pooling.input_format!r}")
         rows.append((ids, flags))
+    if pack_width:
+        return _packed_inputs(tokenizer, rows, pack_width, causal)
     width = max(len(ids) for ids, _ in rows)
     pad = tokenizer.pad_token_id
     input_ids, attention, pool = [], [], []
@@ -154,3 +163,37 @@ def build_inputs(tokenizer, texts: list[str], pooling: Pooling, max_length: int)
         pool.append([0] * n + flags if left else flags + [0] * n)
     return {"input_ids": torch.tensor(input_ids), "attention_mask": torch.tensor(attention),
             "pool_mask": torch.tensor(pool)}
+
+
+def _packed_inputs(tokenizer, rows: list[tuple[list[int], list[int]]], width: int, causal: bool) -> dict[str, torch.Tensor]:
+    """Pack ``(ids, pool flags)`` rows into rows of at most ``width`` tokens (see :func:`build_inputs`)."""
+    from .lbr import pack_rows
+    from .masks import additive_mask
+
+    groups = pack_rows([len(ids) for ids, _ in rows], width)
+    seq = max(sum(len(rows[i][0]) for i in g) for g in groups)
+    longest = max(len(ids) for ids, _ in rows)
+    input_ids = torch.full((len(groups), seq), tokenizer.pad_token_id)
+    positions = torch.zeros((len(groups), seq), dtype=torch.long)
+    documents = torch.full((len(groups), seq), -1)
+    unpack_index = torch.zeros((len(rows), longest), dtype=torch.long)
+    unpack_mask = torch.zeros((len(rows), longest), dtype=torch.long)
+    for r, group in enumerate(groups):
+        start = 0
+        for i in group:
+            ids, flags = rows[i]
+            span = slice(start, start + len(ids))
+            input_ids[r, span] = torch.tensor(ids)
+            positions[r, span] = torch.arange(len(ids))
+            documents[r, span] = i
+            unpack_index[i, :len(ids)] = torch.arange(r * seq + start, r * seq + start + len(ids))
+            unpack_mask[i, :len(ids)] = torch.tensor(flags)
+            start += len(ids)
+    same = documents.unsqueeze(2) == documents.unsqueeze(1)
+    real = documents >= 0
+    allowed = same & real.unsqueeze(2) & real.unsqueeze(1)
+    if causal:
+        allowed &= torch.ones(seq, seq, dtype=torch.bool).tril()
+    allowed |= (~real).unsqueeze(2) & torch.eye(seq, dtype=torch.bool)  # a pad attends to itself only
+    return {"input_ids": input_ids, "attention_mask": additive_mask(allowed), "position_ids": positions,
+            "pool_mask": unpack_mask, "unpack_index": unpack_index}

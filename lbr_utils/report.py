@@ -15,6 +15,7 @@ from .results import load_results, provenance_line
 from .studies import CHAPTERS, study
 
 PAGE = "book/reproduction.md"
+BENCHMARK_PAGE = "book/benchmarks.md"
 BENCHMARKS = ("bench_ib_gl", "benchmarks")  # results files a chapter's claims may read beside its own
 INTRO = ("Every number on this page is read from a results file by `lbr_utils.report.reproduction_page`; "
          "a test regenerates the page and fails if it differs. A claim is judged on per-seed paired "
@@ -103,3 +104,68 @@ def cost_section(profile: str) -> list[str]:
             f"run, read from `results/{profile}/notebook_costs.json`, against the budget in `lbr_utils/profiles.py` "
             f"(a notebook <= {BUDGET['notebook_s'] // 60} min and <= {BUDGET['memory_mib'] // 1024} GiB; the study <= "
             f"{BUDGET['study_s'] // 3600} h). Together: {total / 3600:.2f} h.", "", _table(cost_table(rows)), ""]
+
+
+def step_profile_table(metrics: dict) -> pd.DataFrame:
+    """Where one training step's time goes (``benchmarks/profile_step.py``): share of the profiled
+    self CPU time per bucket of ops, one column per stage, with the batch's padding share."""
+    table = pd.DataFrame({stage: {**{k: 100 * v for k, v in r["shares"].items()},
+                                  "padding tokens in the batch": 100 * r["padding_share"]}
+                          for stage, r in metrics.items()})
+    return table.rename_axis("share of the step (%)").reset_index()
+
+
+def training_table(metrics: dict) -> pd.DataFrame:
+    """Useful (non-padding) tokens/s of each arm per stage, the speed-ups and the share of the peak."""
+    rows = []
+    for stage, r in metrics["training"].items():
+        rows.append({"stage": stage, "useful tokens/step": r["useful_tokens_per_step"],
+                     **{f"{arm} (tokens/s)": r[arm]["useful_tokens_per_s"] for arm in ("ours", "before", "naive fp32")},
+                     "ours / before": r["ours vs before"], "ours / naive fp32": r["ours vs naive fp32"],
+                     "ours: share of bf16 peak (%)": 100 * r["ours"]["share_of_bf16_peak"]})
+    return pd.DataFrame(rows)
+
+
+def embedding_table(metrics: dict) -> pd.DataFrame:
+    """Texts/s of our embedder and of sentence-transformers on identical tokens, fp32 and bf16."""
+    return pd.DataFrame([{"precision": p, "ours (texts/s)": r["ours_texts_per_s"],
+                          "sentence-transformers (texts/s)": r["st_texts_per_s"], "ours / ST": r["speedup_vs_st"],
+                          "min cosine, ours vs ST": r["min_cosine"]} for p, r in metrics["embedding"].items()])
+
+
+def benchmarks_page(profile: str = "cpu") -> str:
+    """The "Benchmarks" page, from ``profile_step.json``, ``benchmarks.json`` and ``bench_ib_gl.json``."""
+    lines = ["# Benchmarks", "",
+             "How fast the book's code trains and embeds on the machine that made its numbers, and where a "
+             "training step's time goes. Every number is read from a results file by "
+             "`lbr_utils.report.benchmarks_page` (a test fails when this page is stale); the scripts are in "
+             "`benchmarks/` and are not part of the test suite.", ""]
+    sections = [
+        ("Where a training step's time goes", "profile_step", "`python benchmarks/profile_step.py`: one stage-1 "
+         "and one stage-2 step of SmolLM2 at the LBR chapters' batch under `torch.profiler`, each op's self CPU "
+         "time in one bucket; *before* is the path the training loop took before the throughput work (padded "
+         "batches, SDPA attention, unfused AdamW, fp32 frozen weights), *now* the path it takes (packed stage-1 "
+         "batches, eager attention, fused AdamW, frozen weights in bf16). The speed-ups below were chosen from the "
+         "first profile.", lambda m: step_profile_table(m)),
+        ("Training throughput", "benchmarks", "`python benchmarks/bench_throughput.py`: three arms on the same batches, "
+         "interleaved step by step, after a check that every arm computes the same first loss. *ours* is the "
+         "training loop as the book runs it (packed batches, fused AdamW, eager attention on the CPU, frozen weights "
+         "in bf16, bf16 autocast); *before* is the loop before these changes; *naive fp32* a plain PyTorch loop. "
+         "Tokens are useful tokens (padding not counted); the share of the peak counts useful FLOPs against the bf16 "
+         "matmul peak measured in the same run.", lambda m: training_table(m)),
+        ("Embedding throughput", "benchmarks", "Our `LLMEmbedder` against sentence-transformers on the same "
+         "SmolLM2 weights, both reading the plain text with mean pooling; the benchmark asserts that the two arms' "
+         "vectors agree before it times them.", lambda m: embedding_table(m)),
+        ("IB-GL step time against standard generative training", "bench_ib_gl", "`python benchmarks/bench_ib_gl.py`: "
+         "median seconds per step on the same batches (the paper reports 1.03 for SFT style).",
+         lambda m: pd.DataFrame([{"arm": k, **v} for k, v in m.items() if isinstance(v, dict)])),
+    ]
+    for title, experiment, text, make in sections:
+        lines += [f"## {title}", ""]
+        try:
+            record = load_results(experiment, profile)
+        except FileNotFoundError:
+            lines += [f"Not run yet in profile `{profile}` (no `results/{profile}/{experiment}.json`).", ""]
+            continue
+        lines += [text, "", provenance_line(record), "", _table(make(record["metrics"])), ""]
+    return "\n".join(lines).rstrip() + "\n"

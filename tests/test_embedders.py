@@ -81,3 +81,31 @@ def test_settings_are_frozen_and_replace_starts_a_fresh_cache(tiny):
     assert longer.replace(pooling="last").pooling.pool == "last"
     with pytest.raises(TypeError, match="unknown setting"):
         short.replace(temperature=0.1)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_packed_texts_embed_exactly_as_padded_ones(causal):
+    """Training packs several texts per row: every pooling must read the same states as unpacked,
+    with causal and with bidirectional attention, and the gradients must agree too."""
+    import torch
+
+    from lbr_utils.models import add_bottleneck_tokens, build_tiny
+    from lbr_utils.pooling import bottleneck_pooling
+
+    model, tok = build_tiny()
+    add_bottleneck_tokens(model, tok, 8)
+    texts = ["a", "a much longer text about fevers and coughs in children", "three words here", "x y"]
+    for pooling in [*POOLINGS, bottleneck_pooling(4.0)]:
+        emb = LLMEmbedder(model, tok, pooling=pooling, causal=causal, max_length=16)
+        padded = build_inputs(tok, texts, emb.pooling, 16)
+        packed = build_inputs(tok, texts, emb.pooling, 16, pack_width=96, causal=causal)
+        assert packed["input_ids"].shape[0] < len(texts)
+        a, b = emb.forward(padded), emb.forward(packed)
+        assert torch.allclose(a, b, atol=1e-5), pooling
+        model.zero_grad()
+        a.sum().backward()
+        grad = model.get_input_embeddings().weight.grad.clone()
+        model.zero_grad()
+        b.sum().backward()
+        assert torch.allclose(grad, model.get_input_embeddings().weight.grad, rtol=1e-4, atol=1e-4), pooling
+        model.zero_grad()

@@ -107,3 +107,40 @@ def test_bidirectional_attention_really_changes_the_logits(tiny):
     with torch.no_grad():
         first_alone = model(input_ids=ids["input_ids"][:, :1]).logits
     assert torch.allclose(causal[0, 0], first_alone[0, 0], atol=1e-5)
+
+
+def test_attention_implementation_switches_and_restores(tiny):
+    from lbr_utils.models import attention_implementation
+
+    model, tok = tiny
+    ids = tok(["a short text", "another one here"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        before = model(**ids).logits
+        with attention_implementation(model, "eager"):
+            assert model.config._attn_implementation == "eager"
+            eager = model(**ids).logits
+    assert model.config._attn_implementation == "sdpa"
+    real = ids["attention_mask"].bool()
+    assert torch.allclose(before[real], eager[real], atol=1e-5)
+
+
+def test_frozen_linear_weights_in_bf16_change_nothing_under_autocast():
+    """LoRA training holds the frozen decoder weights in bf16: under bf16 autocast the forward is
+    bit-identical (autocast would round them to bf16 anyway), only frozen linear weights inside the
+    blocks are converted, and the exact fp32 originals come back afterwards."""
+    from lbr_utils.models import add_lora, build_tiny, decoder, frozen_linear_weights_in_bf16
+
+    model, tok = build_tiny()
+    lora = add_lora(model, r=4, alpha=8, dropout=0.0)
+    originals = {n: p.detach().clone() for n, p in lora.named_parameters()}
+    ids = tok(["a short text"], return_tensors="pt")
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        reference = decoder(lora)(**ids).last_hidden_state
+        with frozen_linear_weights_in_bf16(lora) as converted:
+            dtypes = {n: p.dtype for n, p in lora.named_parameters()}
+            stored = decoder(lora)(**ids).last_hidden_state
+    assert converted == 7 * model.config.num_hidden_layers  # q, k, v, o, gate, up, down
+    assert torch.equal(reference, stored)
+    assert all(dtypes[n] == torch.float32 for n in dtypes if "lora_" in n or "norm" in n or "embed" in n)
+    assert any(d == torch.bfloat16 for d in dtypes.values())
+    assert all(torch.equal(p, originals[n]) and p.dtype == torch.float32 for n, p in lora.named_parameters())

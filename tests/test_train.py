@@ -81,3 +81,19 @@ def test_two_process_stage1_trains_and_its_checkpoint_reloads(tmp_path):
         sys.path.remove(str(HERE))
     reloaded = run(str(tmp_path))  # one process, same checkpoint dir: resumes at the end, trains no more
     assert reloaded["resumed_from"] == 12 and reloaded["weights"] == ranks[0]["weights"]
+
+
+def test_eager_attention_in_training_gives_the_sdpa_losses():
+    """The loop trains with eager attention on a CPU (faster at our lengths); the numbers are SDPA's."""
+    def run(eager: bool):
+        model, tok = load_causal_lm("tiny")
+        x = torch.randint(0, len(tok), (4, 8), generator=torch.Generator().manual_seed(0))
+        mask = torch.ones_like(x)
+        mask[0, 5:] = 0  # padding: the path where the two implementations build masks differently
+        loss_fn = lambda batch: model(input_ids=batch, attention_mask=mask, labels=batch).loss  # noqa: E731
+        result = train(model, loss_fn, lambda step: x.roll(step, dims=1),
+                       TrainConfig(steps=4, lr=1e-2, show_progress=False, bf16=False, eager_attention_on_cpu=eager))
+        assert model.config._attn_implementation == "sdpa"  # restored after training
+        return result.losses
+
+    assert run(True) == pytest.approx(run(False), rel=1e-4)
