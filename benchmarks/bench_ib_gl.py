@@ -6,7 +6,8 @@ The paper reports IB-GL (SFT-style) at 1.03x the time of standard SFT: the only 
 bottleneck tokens and a custom mask. PT-style IB-GL reconstructs the whole input, so its sequences
 are about twice as long as standard PT's. One process, one model per arm, the arms interleaved step
 by step (so drift in machine speed hits every arm alike); each step is a full forward, backward and
-AdamW update under bf16 autocast, as in ``lbr_utils.train``.
+AdamW update as ``lbr_utils.train`` runs it (packed batches, eager attention, fused AdamW, bf16
+autocast). Tokens per step count real tokens, not padding.
 Results go to ``results/<profile>/bench_ib_gl.json`` with provenance.
 """
 
@@ -16,6 +17,7 @@ import argparse
 import os
 import statistics
 import time
+from contextlib import ExitStack
 
 import torch
 
@@ -24,7 +26,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from lbr_utils.batching import PairBatcher  # noqa: E402
 from lbr_utils.data import load_domain  # noqa: E402
 from lbr_utils.lbr import GenerativeConfig, build_generative_batch, generative_loss  # noqa: E402
-from lbr_utils.models import add_bottleneck_tokens, load_causal_lm  # noqa: E402
+from lbr_utils.models import add_bottleneck_tokens, attention_implementation, load_causal_lm  # noqa: E402
 from lbr_utils.profiles import get_profile  # noqa: E402
 from lbr_utils.results import save_results  # noqa: E402
 
@@ -33,6 +35,11 @@ ARMS = {"standard SFT": ("sft", False), "IB-GL (SFT)": ("sft", True),
 
 
 def step_times(profile_name: str, steps: int, warmup: int) -> dict:
+    with ExitStack() as stack:
+        return _step_times(profile_name, steps, warmup, stack)
+
+
+def _step_times(profile_name: str, steps: int, warmup: int, stack: ExitStack) -> dict:
     profile = get_profile(profile_name)
     records = load_domain("medical", profile).gl
     base = GenerativeConfig(batch_size=profile.batch_size, max_input=min(64, profile.max_length),
@@ -45,8 +52,10 @@ def step_times(profile_name: str, steps: int, warmup: int) -> dict:
         cfg = GenerativeConfig(style=style, bottleneck=bottleneck, max_input=base.max_input, max_target=base.max_target)
         pairs = cfg.pairs(records)
         batches = [build_generative_batch(tok, [pairs[i] for i in batcher.indices(s)], cfg.max_input, cfg.max_target,
-                                          cfg.ratio if bottleneck else None) for s in range(warmup + steps)]
-        arms[name] = {"model": model.train(), "opt": torch.optim.AdamW(model.parameters(), lr=1e-5),
+                                          cfg.ratio if bottleneck else None, pack_width=cfg.pack_width)
+                   for s in range(warmup + steps)]
+        stack.enter_context(attention_implementation(model, "eager"))
+        arms[name] = {"model": model.train(), "opt": torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True),
                       "batches": batches, "times": [],
                       "tokens": sum(int((b["segments"] != 0).sum()) for b in batches[warmup:])}
     for s in range(warmup + steps):

@@ -38,6 +38,7 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from lbr_utils.batching import PairBatcher  # noqa: E402
+from lbr_utils.contrastive import ContrastiveConfig  # noqa: E402
 from lbr_utils.data import load_domain  # noqa: E402
 from lbr_utils.embedders import LLMEmbedder  # noqa: E402
 from lbr_utils.lbr import build_generative_batch, configs, generative_loss  # noqa: E402
@@ -163,7 +164,7 @@ def bench_training(profile_name: str, steps: int, warmup: int) -> dict:
         groups = [PairBatcher(splits.cl, batch_size)(s) for s in range(warmup + steps)] if batch_size != stage2.batch_size \
             else pair_batches
         def encode(packed: bool) -> list[dict]:
-            width = 2 * max_length + 16 if packed else None  # as train_contrastive packs
+            width = ContrastiveConfig(max_length=max_length).pack_width if packed else None  # as in training
             return [{k: build_inputs(tok, b[k], pool, max_length, pack_width=width) for k in ("queries", "positives")}
                     for b in groups]
 

@@ -6,7 +6,7 @@ One stage-1 step (IB-GL, SFT style, full fine-tuning) and one stage-2 step (LoRA
 on the last bottleneck token) at the LBR chapters' batch and lengths, each a forward, backward and
 AdamW update under bf16 autocast, profiled twice: on the path the training loop took *before* the
 throughput work (padded batches, SDPA attention, unfused AdamW, fp32 frozen weights) and on the path
-it takes *now* (packed batches, eager attention, fused AdamW, bf16 frozen weights). The self CPU time
+it takes *now* (packed batches in both stages, eager attention, fused AdamW, bf16 frozen weights). The self CPU time
 of every op goes to one bucket: the optimizer (every op under its step), matmuls (split into the LM
 head and the rest by the vocabulary dimension), attention, norms and element-wise ops, autocast
 casts and copies, the embedding and loss, the rest. The share of padding tokens is reported beside it.
@@ -120,13 +120,14 @@ def main() -> None:
                 stack.enter_context(frozen_linear_weights_in_bf16(lora))
             embedder = LLMEmbedder(lora, tok, pooling=stage2.pooling, max_length=stage2.max_length)
             pair_batch = PairBatcher(splits.cl, stage2.batch_size)(0)
-            enc = {k: build_inputs(tok, pair_batch[k], embedder.pooling, stage2.max_length)
+            width = stage2.pack_width if now else None  # as train_contrastive packs
+            enc = {k: build_inputs(tok, pair_batch[k], embedder.pooling, stage2.max_length, pack_width=width)
                    for k in ("queries", "positives")}
             opt2 = torch.optim.AdamW([p for p in lora.parameters() if p.requires_grad], lr=1e-4, fused=now)
             lora.train()
             loss2 = lambda: info_nce(embedder.forward(enc["queries"]), embedder.forward(enc["positives"]),  # noqa: E731
                                      temperature=stage2.temperature)
-            padding = [float(1 - e["attention_mask"].float().mean()) for e in enc.values()]
+            padding = [float(1 - (e["input_ids"] != tok.pad_token_id).float().mean()) for e in enc.values()]
             out[f"stage 2, {path}"] = profiled(step(lora, opt2, loss2), vocab) | {"padding_share": sum(padding) / 2}
     save_results("profile_step", args.profile, out, {"batch_size": stage1.batch_size, "max_length": stage2.max_length,
                                                      "threads": torch.get_num_threads(), "domain": "medical"},

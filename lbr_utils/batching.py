@@ -1,15 +1,18 @@
-"""Deterministic batches: which examples a training step sees is a pure function of the step.
+"""Deterministic batches, and how a batch's rows are packed.
 
 Every training loop here (contrastive, IB-GL, the compressor, the inverter) takes ``batch_at(step)``
 from one of these, so a resumed or re-run job sees exactly the batches it would have seen, and two
-arms of a comparison can be fed identical data.
+arms of a comparison can be fed identical data. :func:`pack_rows` decides which examples share a
+packed row (LBR's generative batches and the contrastive encoder use it).
 """
 
 from __future__ import annotations
 
 import random
+from typing import TYPE_CHECKING, Sequence
 
-from .data import QARecord
+if TYPE_CHECKING:
+    from .data import QARecord
 
 
 class IndexBatcher:
@@ -48,3 +51,20 @@ class PairBatcher(IndexBatcher):
             batch["negatives"] = [self.records[n].answer for n in neg]
             batch["negative_groups"] = [self.records[n].entity for n in neg]
         return batch
+
+
+def pack_rows(lengths: Sequence[int], width: int) -> list[list[int]]:
+    """Group rows of the given lengths into packed rows of at most ``width`` tokens (first fit, in
+    order of decreasing length); a row longer than ``width`` gets a packed row of its own. Packing
+    turns the padding of a batch of short, uneven rows into real tokens."""
+    bins: list[list[int]] = []
+    room: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        fit = next((b for b, free in enumerate(room) if lengths[i] <= free), None)
+        if fit is None:
+            bins.append([i])
+            room.append(width - lengths[i])
+        else:
+            bins[fit].append(i)
+            room[fit] -= lengths[i]
+    return bins

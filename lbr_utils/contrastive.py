@@ -70,6 +70,12 @@ class ContrastiveConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def pack_width(self) -> int | None:
+        """Tokens per packed training row: the longest text with a template (echo doubles it), or
+        several short ones."""
+        return 2 * self.max_length + 16 if self.pack else None
+
 
 def train_contrastive(model, tokenizer, records: list[QARecord], cfg: ContrastiveConfig,
                       checkpoint_dir: str | None = None, show_progress: bool = True) -> tuple[LLMEmbedder, TrainResult]:
@@ -85,11 +91,9 @@ def train_contrastive(model, tokenizer, records: list[QARecord], cfg: Contrastiv
     device = next(model.parameters()).device
     loss = matryoshka(info_nce, cfg.matryoshka_dims) if cfg.matryoshka_dims else info_nce
 
-    # A packed row holds the longest text (with its template) or several short ones.
-    width = 2 * cfg.max_length + 16 if cfg.pack else None
-
     def encode(texts: list[str]):
-        batch = build_inputs(tokenizer, texts, embedder.pooling, cfg.max_length, pack_width=width, causal=cfg.causal)
+        batch = build_inputs(tokenizer, texts, embedder.pooling, cfg.max_length, pack_width=cfg.pack_width,
+                             causal=cfg.causal)
         return embedder.forward({k: v.to(device) for k, v in batch.items()})
 
     def loss_fn(batch: dict):

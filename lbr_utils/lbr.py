@@ -26,7 +26,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from .batching import PairBatcher
+from .batching import PairBatcher, pack_rows
 from .contrastive import ContrastiveConfig, train_contrastive
 from .data import DomainSplits, QARecord, load_domain
 from .embedders import LLMEmbedder
@@ -81,23 +81,6 @@ class GenerativeConfig:
         return [(r.answer if self.bottleneck else "", r.answer) for r in records]
 
 
-def pack_rows(lengths: Sequence[int], width: int) -> list[list[int]]:
-    """Group rows of the given lengths into packed rows of at most ``width`` tokens (first fit, in
-    order of decreasing length); a row longer than ``width`` gets a packed row of its own. Packing
-    turns the padding of a batch of short, uneven rows into real tokens."""
-    bins: list[list[int]] = []
-    room: list[int] = []
-    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
-        fit = next((b for b, free in enumerate(room) if lengths[i] <= free), None)
-        if fit is None:
-            bins.append([i])
-            room.append(width - lengths[i])
-        else:
-            bins[fit].append(i)
-            room[fit] -= lengths[i]
-    return bins
-
-
 def build_generative_batch(tokenizer, examples: Sequence[tuple[str, ...]], max_input: int, max_target: int,
                            ratio: float | Sequence[float | None] | None = None, bottleneck_sees_input: bool = True,
                            padding_side: str | None = None, dtype: torch.dtype = torch.float32,
@@ -114,8 +97,8 @@ def build_generative_batch(tokenizer, examples: Sequence[tuple[str, ...]], max_i
     ``pack_width`` packs several examples into one row of at most that many tokens (for training:
     the loss is the same, the padding mostly gone). Each example keeps its own positions (from 0)
     and attends only within itself: the mask is block-diagonal over examples, so a packed row is
-    exactly its examples read one by one. No label crosses an example boundary, since every example
-    starts with its BOS, which is never a label.
+    exactly its examples read one by one. No label crosses an example boundary: the first token of
+    every example is never a label (nothing of the example precedes it), packed or not.
     """
     ratios = list(ratio) if isinstance(ratio, (list, tuple)) else [ratio] * len(examples)
     if len(ratios) != len(examples):
@@ -132,6 +115,7 @@ def build_generative_batch(tokenizer, examples: Sequence[tuple[str, ...]], max_i
         after = TARGET if r is not None else INPUT  # plain rows: one causal block
         segments = [INPUT] * len(head) + [BOTTLENECK] * (len(ids) - len(head)) + [after] * (len(middle) + len(target))
         loss = [False] * (len(ids) + len(middle)) + [True] * len(target)
+        loss[0] = False  # nothing precedes it (with no BOS and no x, it is a target token): never scored
         rows.append((ids + middle + target, segments, loss))
     groups = pack_rows([len(ids) for ids, _, _ in rows], pack_width) if pack_width else [[i] for i in range(len(rows))]
     packed = [tuple(sum((rows[i][f] for i in g), []) for f in range(3))

@@ -167,7 +167,7 @@ def build_inputs(tokenizer, texts: list[str], pooling: Pooling, max_length: int,
 
 def _packed_inputs(tokenizer, rows: list[tuple[list[int], list[int]]], width: int, causal: bool) -> dict[str, torch.Tensor]:
     """Pack ``(ids, pool flags)`` rows into rows of at most ``width`` tokens (see :func:`build_inputs`)."""
-    from .lbr import pack_rows
+    from .batching import pack_rows
     from .masks import additive_mask
 
     groups = pack_rows([len(ids) for ids, _ in rows], width)

@@ -117,7 +117,9 @@ def train(model: torch.nn.Module, loss_fn: Callable[[Any], torch.Tensor], batch_
     with ExitStack() as stack:
         if accelerator.device.type == "cpu" and config.eager_attention_on_cpu:
             stack.enter_context(attention_implementation(model, "eager"))
-        if accelerator.mixed_precision == "bf16" and hasattr(model, "config"):
+        # Not with checkpoints: a checkpoint would store the frozen weights rounded to bf16, and a resumed
+        # run would load the rounded values back into its fp32 weights for good.
+        if accelerator.mixed_precision == "bf16" and hasattr(model, "config") and ckpt_dir is None:
             stack.enter_context(frozen_linear_weights_in_bf16(model))
         _loop(model, loss_fn, batch_at, config, accelerator, optimizer, scheduler, params, result, start_step, ckpt_dir)
     return result

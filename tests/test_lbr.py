@@ -159,3 +159,18 @@ def test_packing_needs_right_padding():
     _, tok = build_tiny()
     with pytest.raises(ValueError, match="right padding"):
         build_generative_batch(tok, [("a", "b")], 8, 8, None, padding_side="left", pack_width=20)
+
+
+def test_the_first_token_of_an_example_is_never_a_label():
+    """Standard PT has no x: with a tokenizer that adds no BOS an example starts with a target token,
+    which nothing precedes. It is not scored, padded or packed, so packing cannot predict it from the
+    previous example's EOS."""
+    from lbr_utils.lbr import build_generative_batch, generative_loss
+
+    model, tok = build_tiny()
+    examples = [("", "the first text to learn"), ("", "a second one"), ("", "third")]
+    padded = build_generative_batch(tok, examples, 16, 12, None)
+    packed = build_generative_batch(tok, examples, 16, 12, None, pack_width=64)
+    starts = (packed["position_ids"] == 0) & (packed["segments"] != 0)
+    assert (packed["labels"][starts] == -100).all() and (padded["labels"][:, 0] == -100).all()
+    assert generative_loss(model, padded).item() == pytest.approx(generative_loss(model, packed).item(), abs=1e-5)

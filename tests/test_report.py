@@ -2,15 +2,33 @@
 
 import pandas as pd
 
-from lbr_utils.report import PAGE, reproduction_page
+from lbr_utils.report import BENCHMARK_PAGE, PAGE, benchmarks_page, reproduction_page
 from lbr_utils.results import REPO_ROOT
 from test_studies import _stages_record
 
 
-def test_the_committed_page_matches_the_results_files(monkeypatch):
+def test_the_committed_pages_match_the_results_files(monkeypatch):
     monkeypatch.delenv("LBR_RESULTS_DIR")  # read the repository's own results
-    page = (REPO_ROOT / PAGE).read_text()
-    assert page == reproduction_page("cpu"), "book/reproduction.md is stale: run python -m lbr_utils.cli.report"
+    stale = "is stale: run python -m lbr_utils.cli.report"
+    assert (REPO_ROOT / PAGE).read_text() == reproduction_page("cpu"), f"{PAGE} {stale}"
+    assert (REPO_ROOT / BENCHMARK_PAGE).read_text() == benchmarks_page("cpu"), f"{BENCHMARK_PAGE} {stale}"
+
+
+def test_the_benchmark_page_follows_its_files(tmp_path, monkeypatch):
+    """A benchmark that has not run says so; one that has shows its numbers and its provenance."""
+    from lbr_utils.results import save_results
+
+    monkeypatch.setenv("LBR_RESULTS_DIR", str(tmp_path))
+    assert benchmarks_page("cpu").count("Not run yet") == 4
+    arms = {arm: {"useful_tokens_per_s": t, "median_step_s": 1.0, "useful_flops": 1.0, "share_of_bf16_peak": 0.25}
+            for arm, t in [("ours", 300.0), ("before", 200.0), ("naive fp32", 100.0)]}
+    training = {"stage 1": {"useful_tokens_per_step": 400.0, **arms, "ours vs before": 1.5, "ours vs naive fp32": 3.0}}
+    embedding = {"fp32": {"ours_texts_per_s": 30.0, "st_texts_per_s": 20.0, "speedup_vs_st": 1.5, "min_cosine": 1.0}}
+    save_results("benchmarks", "cpu", {"training": training, "embedding": embedding}, {}, [0], 1.0)
+    page = benchmarks_page("cpu")
+    row = next(line for line in page.splitlines() if line.startswith("| stage 1"))
+    assert "300.00" in row and "1.50" in row and "3.00" in row and "25.00" in row
+    assert "Numbers from results/cpu/benchmarks.json" in page and page.count("Not run yet") == 2
 
 
 def test_the_page_follows_the_results_file(tmp_path, monkeypatch):

@@ -90,10 +90,34 @@ def test_eager_attention_in_training_gives_the_sdpa_losses():
         x = torch.randint(0, len(tok), (4, 8), generator=torch.Generator().manual_seed(0))
         mask = torch.ones_like(x)
         mask[0, 5:] = 0  # padding: the path where the two implementations build masks differently
-        loss_fn = lambda batch: model(input_ids=batch, attention_mask=mask, labels=batch).loss  # noqa: E731
+        def loss_fn(batch):
+            assert model.config._attn_implementation == ("eager" if eager else "sdpa")  # the switch is on
+            return model(input_ids=batch, attention_mask=mask, labels=batch).loss
+
         result = train(model, loss_fn, lambda step: x.roll(step, dims=1),
                        TrainConfig(steps=4, lr=1e-2, show_progress=False, bf16=False, eager_attention_on_cpu=eager))
         assert model.config._attn_implementation == "sdpa"  # restored after training
         return result.losses
 
     assert run(True) == pytest.approx(run(False), rel=1e-4)
+
+
+def test_lora_training_holds_the_frozen_weights_in_bf16_and_restores_them():
+    """Under bf16 autocast the loop keeps a LoRA model's frozen linear weights in bf16 while it trains
+    (not when it checkpoints), and leaves the fp32 originals in place afterwards."""
+    from lbr_utils.models import add_lora, decoder
+
+    model, tok = load_causal_lm("tiny")
+    lora = add_lora(model, r=4, alpha=8, dropout=0.0)
+    frozen = decoder(lora).layers[0].self_attn.q_proj.base_layer.weight
+    original = frozen.detach().clone()
+    seen = []
+    x = torch.randint(0, len(tok), (2, 6), generator=torch.Generator().manual_seed(0))
+
+    def loss_fn(batch):
+        seen.append(frozen.dtype)
+        return lora(input_ids=batch, labels=batch).loss
+
+    train(lora, loss_fn, lambda step: x, TrainConfig(steps=2, lr=1e-3, show_progress=False, bf16=True))
+    assert seen == [torch.bfloat16] * 2
+    assert frozen.dtype == torch.float32 and torch.equal(frozen, original)

@@ -15,6 +15,7 @@ from ..geometry import separation_ratio
 from ..lbr import ContrastiveConfig, GenerativeConfig, configs, trained_embedder
 from ..pooling import token_ids
 from ..profiles import Profile
+from ..results import paper_numbers
 from ..runcache import cache_key, cached_json, code_fingerprint
 
 
@@ -61,3 +62,12 @@ def collect(cells: list[dict], **labels) -> dict[str, list]:
             if table != "name":
                 out.setdefault(table, []).extend(dict(row, model=cell["name"], **labels) for row in rows)
     return out
+
+
+def scale_line(record: dict) -> str:
+    """Our scale beside the paper's, from an LBR results record's config."""
+    p, config = record["config"]["profile"], record["config"]
+    return (f"**Our scale:** `{p['model']}`, {p['n_gl']:,} GL / {p['n_cl']:,} CL records and {p['n_eval']:,} "
+            f"evaluation queries per domain, texts cut to {p['max_length']} tokens, stage 1 {config['stage1']['steps']} "
+            f"steps, stage 2 {config['stage2']['steps']} steps, batch {p['batch_size']}, seeds "
+            f"{record['provenance']['seeds']}. **The paper's:** {paper_numbers()['scale']}.")

@@ -22,7 +22,7 @@ TITLE = "Baselines (chapter 1)"
 
 def run(profile_name: str, seed: int = 0, domains: tuple[str, ...] = tuple(DOMAINS),
         show_progress: bool = True) -> pd.DataFrame:
-    """Evaluate the three baselines on every domain and STS set; write ``results/<profile>/baselines.json``."""
+    """Evaluate the three baselines on every domain and STS set; write ``results/<profile>/ch01_baselines.json``."""
     profile = get_profile(profile_name)
     with timer() as t:
         retrieval = {d: load_domain(d, profile, seed).eval for d in domains}

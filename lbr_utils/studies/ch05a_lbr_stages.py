@@ -18,8 +18,8 @@ from ..data import DOMAINS
 from ..lbr import RATIO, configs
 from ..profiles import Profile, get_profile, lbr_profile
 from ..results import load_tables, paper_numbers, save_results, timer
-from ..stats import comparable, paired_differences, spearman, spread, verdict
-from ._lbr_cells import collect, run_cell
+from ..stats import comparable, mean_of, paired_differences, spearman, spread, verdict
+from ._lbr_cells import collect, run_cell, scale_line
 
 NAME = __name__.rpartition(".")[2]
 TITLE = "Learn Before Represent: stages (chapter 5a)"
@@ -69,7 +69,7 @@ def stage_claims(retrieval: pd.DataFrame, metric: str = "NDCG@10") -> pd.DataFra
     for a, b, text, sign in STAGE_CLAIMS:
         for domain in scores.domain.unique():
             diffs = paired_differences(scores[scores.domain == domain], a, b)
-            rows.append({"claim": text, "domain": domain, "ours: mean diff (x100)": 100 * sum(diffs) / len(diffs),
+            rows.append({"claim": text, "domain": domain, "ours: mean diff (x100)": 100 * mean_of(diffs),
                          "± std": spread(diffs),
                          "paper: diff": paper[a].get(domain, float("nan")) - paper[b].get(domain, float("nan")),
                          "verdict": verdict(diffs, sign)})
@@ -85,10 +85,10 @@ def generation_claims(retrieval: pd.DataFrame, generation: pd.DataFrame) -> pd.D
     bleu = generation.pivot_table(index=list(by), columns="model", values="BLEU-4")
     keeps = (bleu["LLM+IB-GL"] / bleu["LLM+GL"].where(bleu["LLM+GL"] > 0)).dropna().tolist()
     rows = [{"claim": "IB-GL retrieves better than GL (NDCG@10)",
-             "ours": 100 * sum(retrieves) / len(retrieves), "± std": spread(retrieves),
+             "ours": 100 * mean_of(retrieves), "± std": spread(retrieves),
              "paper": paper["IB-GL"]["NDCG@10"] - paper["GL"]["NDCG@10"], "verdict": verdict(retrieves, +1)},
             {"claim": "IB-GL keeps GL's generation (BLEU-4 ratio IB-GL / GL >= 0.8)",
-             "ours": sum(keeps) / len(keeps) if keeps else float("nan"), "± std": spread(keeps, 1.0),
+             "ours": mean_of(keeps) if keeps else float("nan"), "± std": spread(keeps, 1.0),
              "paper": paper["IB-GL"]["BLEU-4"] / paper["GL"]["BLEU-4"],
              "verdict": comparable(keeps) if keeps else "not measurable (GL's BLEU-4 is 0)"},
             {"claim": "GL generates better than the base model (BLEU-4)",
@@ -114,15 +114,6 @@ def separation_table(separation: pd.DataFrame, retrieval: pd.DataFrame) -> pd.Da
     rows += [{"points": domain, "n": len(g), "Spearman": spearman(g.separation_ratio, g.score)}
              for domain, g in joined.groupby("domain")]
     return pd.DataFrame(rows)
-
-
-def scale_line(record: dict) -> str:
-    """Our scale beside the paper's, from an LBR results record's config."""
-    p, config = record["config"]["profile"], record["config"]
-    return (f"**Our scale:** `{p['model']}`, {p['n_gl']:,} GL / {p['n_cl']:,} CL records and {p['n_eval']:,} "
-            f"evaluation queries per domain, texts cut to {p['max_length']} tokens, stage 1 {config['stage1']['steps']} "
-            f"steps, stage 2 {config['stage2']['steps']} steps, batch {p['batch_size']}, seeds "
-            f"{record['provenance']['seeds']}. **The paper's:** {paper_numbers()['scale']}.")
 
 
 def claims(records: dict[str, dict]) -> dict[str, pd.DataFrame]:

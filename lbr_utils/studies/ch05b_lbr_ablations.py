@@ -19,8 +19,7 @@ from ..models import load_causal_lm
 from ..profiles import Profile, get_profile, lbr_profile
 from ..results import load_tables, paper_numbers, provenance_line, save_results, timer
 from ..stats import claim_row, paired_claim, paired_differences, spread
-from ._lbr_cells import collect, run_cell
-from .ch05a_lbr_stages import scale_line
+from ._lbr_cells import collect, run_cell, scale_line
 
 NAME = __name__.rpartition(".")[2]
 TITLE = "Learn Before Represent: ablations (chapter 5b)"

@@ -26,8 +26,9 @@ def datasets(profile, seed: int) -> tuple[list, dict]:
     """Training examples (GL splits) and test examples per (domain, task) (evaluation records)."""
     splits = {d: load_domain(d, profile, seed) for d in DOMAINS}
     n_test = profile.n_generate
-    train = [e for d in DOMAINS for e in reconstruction_examples(splits[d].gl, profile.n_gl // 2, seed)]
-    train += [e for d in QA_DOMAINS for e in qa_examples(splits[d].gl, profile.n_gl // 2, seed=seed)]
+    half = {d: profile.for_domain(d).n_gl // 2 for d in DOMAINS}  # a domain's own GL size (gpu caps it)
+    train = [e for d in DOMAINS for e in reconstruction_examples(splits[d].gl, half[d], seed)]
+    train += [e for d in QA_DOMAINS for e in qa_examples(splits[d].gl, half[d], seed=seed)]
     test = {(d, "reconstruct"): reconstruction_examples(splits[d].eval_records, n_test, seed) for d in DOMAINS}
     test |= {(d, "qa"): qa_examples(splits[d].eval_records, n_test, seed=seed + 1) for d in QA_DOMAINS}
     return train, test
