@@ -159,6 +159,11 @@ def benchmarks_page(profile: str = "cpu") -> str:
         ("IB-GL step time against standard generative training", "bench_ib_gl", "`python benchmarks/bench_ib_gl.py`: "
          "median seconds per step on the same batches (the paper reports 1.03 for SFT style).",
          lambda m: pd.DataFrame([{"arm": k, **v} for k, v in m.items() if isinstance(v, dict)])),
+        ("Peak memory and the allocator", "bench_memory", "`python benchmarks/bench_memory.py`: chapter 6's "
+         "compressor (the book's largest activations) trains for a few steps in a fresh process per glibc setting. "
+         "If freed activations were kept in per-thread arenas, bounding the arenas would lower the peak.",
+         lambda m: pd.DataFrame([{"setting": k, "peak memory (MiB)": v["peak_rss_mib"],
+                                  "seconds per step": v["seconds_per_step"]} for k, v in m.items()])),
     ]
     for title, experiment, text, make in sections:
         lines += [f"## {title}", ""]
