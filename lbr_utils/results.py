@@ -80,7 +80,10 @@ def provenance(profile: str, seeds: Any, wall_time_s: float) -> dict:
 
 def save_results(experiment: str, profile: str, metrics: Any, config: dict, seeds: Any,
                  wall_time_s: float, root: Path | None = None) -> Path:
-    """Write ``results/<profile>/<experiment>.json`` and return its path."""
+    """Write ``results/<profile>/<experiment>.json`` and return its path. ``metrics`` may map table
+    names to DataFrames; they are stored as lists of rows (``load_tables`` turns them back)."""
+    if isinstance(metrics, dict):
+        metrics = {k: v.to_dict(orient="records") if hasattr(v, "to_dict") else v for k, v in metrics.items()}
     path = results_dir(profile, root) / f"{experiment}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {"experiment": experiment, "metrics": metrics, "config": config,

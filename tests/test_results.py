@@ -26,3 +26,15 @@ def test_results_dir_honours_the_environment(tmp_path, monkeypatch):
 def test_missing_results_say_which_notebook_to_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="run the notebook"):
         load_results("nothing", "cpu", root=tmp_path)
+
+
+def test_tables_are_stored_as_rows_and_read_back_as_frames(tmp_path):
+    import pandas as pd
+
+    from lbr_utils.results import load_tables
+
+    table = pd.DataFrame({"model": ["a", "b"], "score": [0.5, 0.25]})
+    save_results("demo", "smoke", {"retrieval": table, "note": [{"x": 1}]}, {}, [0], 1.0, root=tmp_path)
+    record = load_results("demo", "smoke", root=tmp_path)
+    assert record["metrics"]["retrieval"] == [{"model": "a", "score": 0.5}, {"model": "b", "score": 0.25}]
+    assert load_tables(record)["retrieval"].equals(table)

@@ -57,8 +57,7 @@ def run(profile_name: str, seed: int = 0) -> dict[str, pd.DataFrame]:
               "agreement": agreement}
     config = {"profile": profile.to_dict(), "variants": variants(model.config.num_hidden_layers),
               "query_instruction": QUERY_INSTRUCTION, "bf16_autocast": True}
-    save_results(NAME, profile_name, {k: v.to_dict(orient="records") for k, v in tables.items()}, config,
-                 [seed], t["seconds"])
+    save_results(NAME, profile_name, tables, config, [seed], t["seconds"])
     return tables
 
 

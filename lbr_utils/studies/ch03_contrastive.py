@@ -72,8 +72,7 @@ def run(profile_name: str, domain: str = "medical", seed: int = 0) -> dict[str, 
               "matryoshka": pd.DataFrame(dims)}
     config = {"profile": profile.to_dict(), "domain": domain, "recipes": {k: v.to_dict() for k, v in recipes(base).items()},
               "matryoshka_dims": MATRYOSHKA_DIMS, "sizes": splits.sizes()}
-    save_results(NAME, profile_name, {k: v.to_dict(orient="records") for k, v in tables.items()}, config,
-                 [seed], t["seconds"])
+    save_results(NAME, profile_name, tables, config, [seed], t["seconds"])
     return tables
 
 

@@ -87,8 +87,7 @@ def run(profile_name: str, domain: str = "medical", seed: int = 0, n_documents: 
               "generator": {"model": profile.model, "max_new_tokens": gen.max_new_tokens, "greedy": not gen.do_sample,
                             "bf16": gen.bf16},
               "filter_embedder": "all-MiniLM-L6-v2"}
-    save_results(NAME, profile_name, {k: v.to_dict(orient="records") for k, v in tables.items()}, config,
-                 [seed], t["seconds"])
+    save_results(NAME, profile_name, tables, config, [seed], t["seconds"])
     return tables
 
 

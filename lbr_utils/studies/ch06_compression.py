@@ -66,8 +66,7 @@ def run(profile_name: str, seed: int = 0, show_progress: bool = True) -> dict[st
     config = {"profile": profile.to_dict(), "compression": cfg.__dict__, "train_examples": len(train_set),
               "test_examples": {f"{d}/{task}": len(v) for (d, task), v in test.items()},
               "train_time_s": result.wall_time_s}
-    save_results(NAME, profile_name, {k: v.to_dict(orient="records") for k, v in tables.items()}, config,
-                 [seed], t["seconds"])
+    save_results(NAME, profile_name, tables, config, [seed], t["seconds"])
     return tables
 
 

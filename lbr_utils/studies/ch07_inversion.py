@@ -115,8 +115,7 @@ def run(profile_name: str, seed: int = 0, domain: str = "medical",
     tables = {"inversion": pd.DataFrame(rows), "floor": pd.DataFrame(floors), "training": pd.DataFrame(losses)}
     config = {"profile": profile.to_dict(), "domain": domain, "inversion": cfg.__dict__, "noise_scales": NOISE_SCALES,
               "train_texts": len(train_texts), "test_texts": len(test_texts)}
-    save_results(NAME, profile_name, {k: v.to_dict(orient="records") for k, v in tables.items()}, config,
-                 [seed], t["seconds"])
+    save_results(NAME, profile_name, tables, config, [seed], t["seconds"])
     return tables
 
 
