@@ -8,15 +8,17 @@ InfoNCE at a temperature, optionally Matryoshka, LoRA or full fine-tuning.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Callable, Mapping
 
 import numpy as np
 
 from .batching import PairBatcher
-from .data import QARecord
+from .data import QARecord, RetrievalSet
+from .evaluate import ranked_ndcg
 from .embedders import LLMEmbedder
 from .losses import info_nce, matryoshka
 from .models import add_lora
-from .pooling import Pooling, build_inputs
+from .pooling import Pooling, bottleneck_ids, build_inputs, get_pooling
 from .train import TrainConfig, TrainResult, train
 
 
@@ -65,6 +67,10 @@ class ContrastiveConfig:
     max_length: int = 64
     seed: int = 0
     pack: bool = True  # several texts per row in training (same embeddings, far less padding)
+    eval_every: int = 0  # score the dev set every this many steps (a learning curve), when one is given
+    # "constant" (after warmup) makes the first n steps of a run an n-step run (see TrainConfig).
+    schedule: str = "cosine"
+    warmup_steps: int | None = None  # None: a tenth of the steps
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -77,13 +83,33 @@ class ContrastiveConfig:
         return 2 * self.max_length + 16 if self.pack else None
 
 
+def _train_config(cfg: ContrastiveConfig, show_progress: bool, dev: RetrievalSet | None, eval_at: tuple[int, ...] = (),
+                  checkpoint_dir: str | None = None) -> TrainConfig:
+    """The training-loop settings of a contrastive run (LLM or encoder alike)."""
+    return TrainConfig(steps=cfg.steps, lr=cfg.lr, seed=cfg.seed, schedule=cfg.schedule,
+                       warmup_steps=cfg.warmup_steps if cfg.warmup_steps is not None else max(1, cfg.steps // 10),
+                       checkpoint_dir=checkpoint_dir,
+                       checkpoint_every=max(1, cfg.steps // 4) if checkpoint_dir else 0, show_progress=show_progress,
+                       eval_every=cfg.eval_every if dev is not None else 0, eval_at=eval_at)
+
+
 def train_contrastive(model, tokenizer, records: list[QARecord], cfg: ContrastiveConfig,
-                      checkpoint_dir: str | None = None, show_progress: bool = True) -> tuple[LLMEmbedder, TrainResult]:
-    """Fine-tune ``model`` on (question, answer) pairs; return the trained embedder and the loss curve."""
+                      checkpoint_dir: str | None = None, show_progress: bool = True,
+                      dev: RetrievalSet | None = None,
+                      at_steps: Mapping[int, Callable[[LLMEmbedder], None]] | None = None
+                      ) -> tuple[LLMEmbedder, TrainResult]:
+    """Fine-tune ``model`` on (question, answer) pairs; return the trained embedder and the loss curve
+    (and, with a ``dev`` set and ``cfg.eval_every``, the dev NDCG@10 curve in ``result.curve``).
+
+    ``at_steps`` maps a step to a function called with the embedder as it is after that step (e.g. to
+    score the evaluation set at a shorter budget of the same run: with ``schedule="constant"`` the
+    model after step n is the model an n-step run ends with)."""
     if cfg.temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {cfg.temperature}")
     if cfg.lora_rank:
-        model = add_lora(model, r=cfg.lora_rank, alpha=2 * cfg.lora_rank, dropout=0.0)
+        # A readout that training can shape: the bottleneck rows an LBR embedding reads train with LoRA.
+        reads = bottleneck_ids(tokenizer) if get_pooling(cfg.pooling).input_format == "bottleneck" else None
+        model = add_lora(model, r=cfg.lora_rank, alpha=2 * cfg.lora_rank, dropout=0.0, trainable_tokens=reads)
     negatives = (mine_hard_negatives(records, cfg.hard_negatives, filter_false_negatives=cfg.filter_false_negatives)
                  if cfg.hard_negatives else None)
     batcher = PairBatcher(records, cfg.batch_size, cfg.seed, negatives)
@@ -103,10 +129,20 @@ def train_contrastive(model, tokenizer, records: list[QARecord], cfg: Contrastiv
         neg_groups = batch.get("negative_groups") if groups is not None else None
         return loss(q, p, n, temperature=cfg.temperature, group_ids=groups, negative_group_ids=neg_groups)
 
-    result = train(model, loss_fn, batcher, TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup_steps=max(1, cfg.steps // 10),
-                                                        seed=cfg.seed, checkpoint_dir=checkpoint_dir,
-                                                        checkpoint_every=max(1, cfg.steps // 4) if checkpoint_dir else 0,
-                                                        show_progress=show_progress))
+    at_steps = dict(at_steps or {})
+    if any(not 1 <= step <= cfg.steps for step in at_steps):
+        raise ValueError(f"at_steps must lie in 1..{cfg.steps}, got {sorted(at_steps)}")
+
+    def evaluate(step: int) -> dict:
+        if step in at_steps:
+            at_steps[step](embedder.replace(bf16=True))  # a fresh cache: the weights moved
+        if dev is None or not cfg.eval_every or (step % cfg.eval_every and step != cfg.steps):
+            return {}
+        per_query = ranked_ndcg(embedder.replace(bf16=True).embed, dev)
+        return {"dev NDCG@10": sum(per_query.values()) / len(per_query)}
+
+    result = train(model, loss_fn, batcher, _train_config(cfg, show_progress, dev, tuple(at_steps), checkpoint_dir),
+                   evaluate=evaluate if dev is not None or at_steps else None)
     model.eval()
     return embedder.replace(), result  # a fresh cache: nothing embedded mid-training is handed back
 
@@ -116,3 +152,34 @@ def truncated(embedder, dim: int):
     def embed(texts: list[str]) -> np.ndarray:
         return embedder.embed(texts)[:, :dim]
     return embed
+
+
+def train_encoder(records: list[QARecord], cfg: ContrastiveConfig, path: str | None = None,
+                  show_progress: bool = True, dev: RetrievalSet | None = None):
+    """Fine-tune a sentence-transformers encoder (default: all-MiniLM-L6-v2) on the same pairs with the
+    same loop and loss: InfoNCE at ``cfg.temperature`` is ``MultipleNegativesRankingLoss`` with
+    ``scale = 1 / temperature`` (tested). What a practitioner would train instead of an LLM embedder.
+    Full fine-tuning (``cfg.lora_rank`` and ``cfg.pooling`` do not apply: the encoder pools its own way).
+    Returns the trained :class:`SentenceTransformerEmbedder` and the training result."""
+    from .embedders import SentenceTransformerEmbedder
+
+    if cfg.temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {cfg.temperature}")
+    embedder = SentenceTransformerEmbedder(path, max_length=cfg.max_length)
+    st = embedder.model
+    batcher = PairBatcher(records, cfg.batch_size, cfg.seed)
+
+    def encode(texts: list[str]):
+        features = {k: v.to(st.device) if hasattr(v, "to") else v for k, v in st.tokenize(texts).items()}
+        return st(features)["sentence_embedding"]
+
+    def loss_fn(batch: dict):
+        return info_nce(encode(batch["queries"]), encode(batch["positives"]), temperature=cfg.temperature)
+
+    def evaluate(step: int) -> dict:
+        per_query = ranked_ndcg(embedder.replace().embed, dev)
+        return {"dev NDCG@10": sum(per_query.values()) / len(per_query)}
+
+    result = train(st, loss_fn, batcher, _train_config(cfg, show_progress, dev),
+                   evaluate=evaluate if dev is not None else None)
+    return embedder.replace(), result

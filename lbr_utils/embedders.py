@@ -128,11 +128,14 @@ class SentenceTransformerEmbedder(_CachedEmbedder):
 
     _SETTINGS = ("batch_size",)
 
-    def __init__(self, path: str | None = None, batch_size: int = 64) -> None:
+    def __init__(self, path: str | None = None, batch_size: int = 64, max_length: int | None = None) -> None:
         super().__init__()
         from sentence_transformers import SentenceTransformer
 
-        self._set(model=SentenceTransformer(path or minilm_path(), device="cpu"), batch_size=batch_size)
+        model = SentenceTransformer(path or minilm_path(), device="cpu")
+        if max_length:
+            model.max_seq_length = max_length
+        self._set(model=model, batch_size=batch_size)
 
     def _embed_new(self, texts: list[str]) -> np.ndarray:
         return self.model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False)

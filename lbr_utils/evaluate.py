@@ -9,9 +9,13 @@ BM25 runs through mteb's own ``bm25s`` search model so lexical and dense baselin
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import re
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -146,13 +150,43 @@ def _bm25_model():
     return mteb.get_model("mteb/baseline-bm25s")
 
 
+def ndcg_per_query(predictions: Mapping[str, Mapping[str, float]], qrels: Mapping[str, Mapping[str, int]],
+                   k: int = 10) -> dict[str, float]:
+    """NDCG@k of every query from a ranking (document -> score per query) and graded qrels: the
+    per-query numbers whose mean is the aggregate, which a paired bootstrap resamples."""
+    out = {}
+    for qid, relevant in qrels.items():
+        ranked = sorted(predictions.get(qid, {}).items(), key=lambda kv: -kv[1])[:k]
+        dcg = sum(relevant.get(doc, 0) / math.log2(rank + 2) for rank, (doc, _) in enumerate(ranked))
+        ideal = sum(rel / math.log2(rank + 2) for rank, rel in enumerate(sorted(relevant.values(), reverse=True)[:k]))
+        out[qid] = dcg / ideal if ideal > 0 else 0.0
+    return out
+
+
+def ranked_ndcg(embed: EmbedFn, data: RetrievalSet, k: int = 10) -> dict[str, float]:
+    """Per-query NDCG@k of a dense embedder by cosine ranking, in-process and without mteb's task
+    set-up: fast enough to score a dev set every few training steps. Ranks as the harness does, so
+    its mean equals :func:`evaluate_models`' NDCG@10 (tested)."""
+    qids, dids = list(data.qrels), list(data.corpus)
+    q = embed([data.queries[i] for i in qids])
+    d = embed([data.corpus[i] for i in dids])
+    q = q / np.linalg.norm(q, axis=1, keepdims=True)
+    d = d / np.linalg.norm(d, axis=1, keepdims=True)
+    scores = q @ d.T
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    ranked = {qid: {dids[j]: float(scores[i, j]) for j in top[i]} for i, qid in enumerate(qids)}
+    return ndcg_per_query(ranked, data.qrels, k)
+
+
 def evaluate_models(models: Mapping[str, Encoder | EmbedFn | str], retrieval: Mapping[str, RetrievalSet] | None = None,
-                    sts: Sequence[STSSet] = (), show_progress: bool = False) -> pd.DataFrame:
+                    sts: Sequence[STSSet] = (), show_progress: bool = False, per_query: bool = False) -> pd.DataFrame:
     """Score every model on every task; a tidy table with one row per (model, task, metric).
 
     ``models`` maps a display name to an :class:`Encoder`, a bare embed function, or :data:`BM25`
     for the lexical baseline (which skips STS, as BM25 scores query/document pairs, not symmetric
     similarity). STS is always scored by cosine, whatever an encoder ranks documents with.
+    ``per_query`` adds each query's NDCG@10 (a dict) to every retrieval NDCG@10 row, computed from
+    mteb's own rankings, so its mean is mteb's NDCG@10.
     """
     import datasets
     import mteb
@@ -176,11 +210,20 @@ def evaluate_models(models: Mapping[str, Encoder | EmbedFn | str], retrieval: Ma
         for task_name, kind, task in tasks:
             if is_bm25 and kind == "sts":
                 continue
-            result = mteb.evaluate(model, task, cache=None, show_progress_bar=show_progress)
+            with tempfile.TemporaryDirectory() as folder:
+                keep = per_query and kind == "retrieval"
+                result = mteb.evaluate(model, task, cache=None, show_progress_bar=show_progress,
+                                       prediction_folder=folder if keep else None)
+                if keep:
+                    [path] = Path(folder).glob("*_predictions.json")
+                    ranked = json.loads(path.read_text())["default"]["test"]
             scores = result.task_results[0].scores["test"][0]
             metrics = RETRIEVAL_METRICS if kind == "retrieval" else STS_METRIC
-            rows += [{"model": model_name, "task": task_name, "kind": kind, "metric": label,
-                      "score": float(scores[key])} for key, label in metrics.items()]
+            for key, label in metrics.items():
+                row = {"model": model_name, "task": task_name, "kind": kind, "metric": label, "score": float(scores[key])}
+                if keep and label == "NDCG@10":
+                    row["per_query"] = ndcg_per_query(ranked, retrieval[task_name].qrels)
+                rows.append(row)
     return pd.DataFrame(rows)
 
 

@@ -26,16 +26,18 @@ def keep_last_positions(cache, k: int):
 
 
 @torch.no_grad()
-def prefill(model, tokenizer, text: str, max_input: int, ratio: float | None = None, suffix: str = ""):
+def prefill(model, tokenizer, text: str, max_input: int, ratio: float | None = None, suffix: str = "",
+            bottleneck_length: int | None = None):
     """Run the prompt once; return (logits at its last position, cache, next position id).
 
-    With ``ratio``, the prompt is ``[x, B]`` and the cache keeps only B, what the target may see;
+    With ``ratio``, the prompt is ``[x, B]`` (``bottleneck_length`` tokens in B, by default
+    ``ceil(len(x) / ratio)``) and the cache keeps only B, what the target may see;
     ``suffix`` (a question about x) is then read on top of that cache, seeing B but not x."""
     device = next(model.parameters()).device
     ids = bos_ids(tokenizer) + token_ids(tokenizer, text)[:max_input]
     n_input = len(ids)
     if ratio is not None:
-        ids = with_bottleneck(tokenizer, ids, ratio, bottleneck_ids(tokenizer))
+        ids = with_bottleneck(tokenizer, ids, ratio, bottleneck_ids(tokenizer), bottleneck_length)
     suffix_ids = token_ids(tokenizer, suffix) if suffix else []
     if ratio is None:
         ids, suffix_ids = ids + suffix_ids, []
@@ -100,7 +102,8 @@ def decode_greedy(model, logits: torch.Tensor, cache, position: int | torch.Tens
 @torch.no_grad()
 def greedy_generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 32, max_input: int = 64,
                     ratio: float | None = None, suffixes: Sequence[str] | None = None,
-                    show_progress: bool = False, batch_size: int = 32) -> list[str]:
+                    show_progress: bool = False, batch_size: int = 32,
+                    bottleneck_length: int | None = None) -> list[str]:
     """Greedy continuation of each prompt: prefilled one at a time (no padding inside a prompt's own
     pass), then decoded ``batch_size`` at a time from their stacked caches. ``ratio``: decode from
     the bottleneck only (an IB-GL model); ``suffixes``: a text per prompt read after it (after the
@@ -114,7 +117,7 @@ def greedy_generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: in
     outputs = []
     pairs = list(zip(prompts, suffixes))
     for start in tqdm(range(0, len(pairs), batch_size), desc="generate", disable=not show_progress):
-        logits, caches, positions = zip(*(prefill(model, tokenizer, p, max_input, ratio, s)
+        logits, caches, positions = zip(*(prefill(model, tokenizer, p, max_input, ratio, s, bottleneck_length)
                                           for p, s in pairs[start:start + batch_size]))
         cache, mask = stack_caches(list(caches))
         rows = decode_greedy(model, torch.cat(logits), cache, torch.tensor(positions), max_new_tokens,
@@ -123,8 +126,10 @@ def greedy_generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: in
     return outputs
 
 
-def generation_scores(hypotheses: Sequence[str], references: Sequence[str]) -> dict[str, float]:
-    """Corpus BLEU-4 (sacrebleu) and mean ROUGE-L F1 (rouge-score), both x100."""
+def generation_scores(hypotheses: Sequence[str], references: Sequence[str],
+                      per_question: bool = False) -> dict[str, float | list[float]]:
+    """Corpus BLEU-4 (sacrebleu) and mean ROUGE-L F1 (rouge-score), both x100. ``per_question`` adds
+    each answer's sentence BLEU-4 and ROUGE-L (lists, for a paired bootstrap over questions)."""
     import sacrebleu
     from rouge_score import rouge_scorer
 
@@ -132,5 +137,9 @@ def generation_scores(hypotheses: Sequence[str], references: Sequence[str]) -> d
         raise ValueError("need one reference per hypothesis, and at least one")
     bleu = sacrebleu.corpus_bleu(list(hypotheses), [list(references)]).score
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
-    rouge = sum(scorer.score(r, h)["rougeL"].fmeasure for h, r in zip(hypotheses, references)) / len(hypotheses)
-    return {"BLEU-4": bleu, "ROUGE-L": 100 * rouge}
+    rouge = [100 * scorer.score(r, h)["rougeL"].fmeasure for h, r in zip(hypotheses, references)]
+    out: dict[str, float | list[float]] = {"BLEU-4": bleu, "ROUGE-L": sum(rouge) / len(rouge)}
+    if per_question:
+        out["BLEU-4 per question"] = [sacrebleu.sentence_bleu(h, [r]).score for h, r in zip(hypotheses, references)]
+        out["ROUGE-L per question"] = rouge
+    return out

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass
-from typing import Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -55,6 +55,9 @@ class GenerativeConfig:
     max_target: int = 32
     seed: int = 0
     pack: bool = True  # several examples per row (same loss, far less padding)
+    # Every input gets the same max_bottleneck tokens (the paper's fixed-length bottleneck), so the
+    # <bn_k> that stage 2 and evaluation read is the one every stage-1 row trained. False: ceil(len / r).
+    fixed_bottleneck: bool = True
 
     def __post_init__(self) -> None:
         if self.style not in STYLES:
@@ -84,7 +87,8 @@ class GenerativeConfig:
 def build_generative_batch(tokenizer, examples: Sequence[tuple[str, ...]], max_input: int, max_target: int,
                            ratio: float | Sequence[float | None] | None = None, bottleneck_sees_input: bool = True,
                            padding_side: str | None = None, dtype: torch.dtype = torch.float32,
-                           max_prompt: int = 32, pack_width: int | None = None) -> dict[str, torch.Tensor]:
+                           max_prompt: int = 32, pack_width: int | None = None,
+                           bottleneck_length: int | None = None) -> dict[str, torch.Tensor]:
     """Token ids, labels, positions and attention mask for a batch of ``(x, y)`` or ``(x, prompt, y)``.
 
     With a ratio, a row is ``[x, B, prompt, y]`` under the information-bottleneck mask (prompt and y
@@ -93,6 +97,9 @@ def build_generative_batch(tokenizer, examples: Sequence[tuple[str, ...]], max_i
     reading. A batch with no bottleneck row gets a 2D padding mask (attention keeps its fast path);
     otherwise a float 4D mask. Labels are -100 everywhere but on ``y`` and its EOS; with an empty
     ``x`` and no bottleneck that is plain language modelling of ``y``.
+
+    ``bottleneck_length`` gives every compressed row that many bottleneck tokens (LBR's fixed
+    bottleneck); by default a row gets ``ceil(len(x) / r)`` (the context compressor's reading).
 
     ``pack_width`` packs several examples into one row of at most that many tokens (for training:
     the loss is the same, the padding mostly gone). Each example keeps its own positions (from 0)
@@ -111,7 +118,7 @@ def build_generative_batch(tokenizer, examples: Sequence[tuple[str, ...]], max_i
         head = bos + token_ids(tokenizer, x)[:max_input]
         middle = token_ids(tokenizer, prompt)[:max_prompt] if prompt else []
         target = token_ids(tokenizer, y)[:max_target] + [tokenizer.eos_token_id]
-        ids = head if r is None else with_bottleneck(tokenizer, head, r, available)
+        ids = head if r is None else with_bottleneck(tokenizer, head, r, available, bottleneck_length)
         after = TARGET if r is not None else INPUT  # plain rows: one causal block
         segments = [INPUT] * len(head) + [BOTTLENECK] * (len(ids) - len(head)) + [after] * (len(middle) + len(target))
         loss = [False] * (len(ids) + len(middle)) + [True] * len(target)
@@ -189,7 +196,8 @@ def train_generative(model, tokenizer, records: list[QARecord], cfg: GenerativeC
     def batch_at(step: int) -> dict[str, torch.Tensor]:
         chosen = [pairs[i] for i in batcher.indices(step)]
         batch = build_generative_batch(tokenizer, chosen, cfg.max_input, cfg.max_target,
-                                       cfg.ratio if cfg.bottleneck else None, pack_width=cfg.pack_width)
+                                       cfg.ratio if cfg.bottleneck else None, pack_width=cfg.pack_width,
+                                       bottleneck_length=cfg.max_bottleneck if cfg.fixed_bottleneck else None)
         return {k: v.to(device) for k, v in batch.items()}
 
     return train(model, lambda batch: generative_loss(model, batch), batch_at,
@@ -230,21 +238,29 @@ def max_length(profile: Profile) -> int:
 
 
 def configs(profile: Profile, seed: int, ratio: float = RATIO) -> tuple[GenerativeConfig, ContrastiveConfig]:
-    """Stage-1 (IB-GL; ``bottleneck=False`` for GL) and stage-2 configs of one profile and seed."""
+    """Stage-1 (IB-GL; ``bottleneck=False`` for GL) and stage-2 configs of one profile and seed.
+
+    Stage 2 keeps its learning rate flat after warmup and scores the dev set four times a run, so
+    one longer contrastive run, scored at the shorter budget too, serves two compute budgets."""
     stage1 = GenerativeConfig(style="sft", bottleneck=True, ratio=ratio, steps=profile.generative_steps,
                               batch_size=profile.batch_size, max_input=max_length(profile),
                               max_target=min(32, profile.max_length), seed=seed)
     stage2 = ContrastiveConfig(steps=profile.train_steps, batch_size=profile.batch_size,
-                               max_length=max_length(profile), pooling=bottleneck_pooling(ratio), seed=seed)
+                               max_length=max_length(profile), pooling=bottleneck_pooling(ratio, max_length(profile)),
+                               seed=seed, schedule="constant", warmup_steps=max(1, profile.train_steps // 10),
+                               eval_every=max(1, profile.train_steps // 4))
     return stage1, stage2
 
 
 def trained_embedder(profile: Profile, domain: str, seed: int, stage1: GenerativeConfig | None,
                      stage2: ContrastiveConfig | None, show_progress: bool = False,
-                     splits: DomainSplits | None = None) -> tuple[LLMEmbedder, list[dict]]:
+                     splits: DomainSplits | None = None,
+                     at_steps: Mapping[int, Callable[[LLMEmbedder], None]] | None = None
+                     ) -> tuple[LLMEmbedder, list[dict]]:
     """The base LLM, after stage 1 and/or stage 2 as given, as an embedder (the bottleneck embedding
-    unless ``stage2`` names another pooling); plus a row per training stage (time, steps, final loss).
-    ``splits`` saves reloading the domain when the caller has it already."""
+    unless ``stage2`` names another pooling); plus a row per training stage: time, steps, final
+    loss, the loss curve and (stage 2) the dev NDCG@10 curve. ``splits`` saves reloading the domain
+    when the caller has it already; ``at_steps`` goes to :func:`train_contrastive`."""
     splits = splits or load_domain(domain, profile, seed)
     ratio = stage1.ratio if stage1 is not None and stage1.bottleneck else RATIO
     training = []
@@ -252,13 +268,13 @@ def trained_embedder(profile: Profile, domain: str, seed: int, stage1: Generativ
         model, tok = load_causal_lm(profile.model)
     else:
         model, tok, info = stage1_model(profile.model, domain, splits.gl, stage1, show_progress=show_progress)
-        training.append({"stage": 1, "seconds": info["wall_time_s"], "steps": len(info["losses"]),
-                         "final_loss": sum(info["losses"][-5:]) / len(info["losses"][-5:])})
+        run = TrainResult(**{k: info[k] for k in TrainResult.__dataclass_fields__ if k in info})
+        training.append({"stage": 1, **run.summary()})
     add_bottleneck_tokens(model, tok, configs(profile, seed, ratio)[0].max_bottleneck)  # a no-op after IB-GL
     if stage2 is not None:
-        embedder, result = train_contrastive(model, tok, splits.cl, stage2, show_progress=show_progress)
-        training.append({"stage": 2, "seconds": result.wall_time_s, "steps": len(result.losses),
-                         "final_loss": sum(result.losses[-5:]) / len(result.losses[-5:])})
+        embedder, result = train_contrastive(model, tok, splits.cl, stage2, show_progress=show_progress,
+                                             dev=splits.dev, at_steps=at_steps)
+        training.append({"stage": 2, **result.summary()})
     else:
-        embedder = LLMEmbedder(model, tok, pooling=bottleneck_pooling(ratio))
+        embedder = LLMEmbedder(model, tok, pooling=bottleneck_pooling(ratio, max_length(profile)))
     return embedder.replace(bf16=True, max_length=max_length(profile)), training

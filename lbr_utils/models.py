@@ -161,15 +161,18 @@ def add_bottleneck_tokens(model: PreTrainedModel, tokenizer: PreTrainedTokenizer
 
 def add_lora(model: PreTrainedModel, r: int = 8, alpha: int = 16, dropout: float = 0.05,
              target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj"),
-             trainable_embeddings: bool = False):
-    """Wrap ``model`` with LoRA adapters (peft). ``trainable_embeddings`` also trains the input
-    embeddings, which newly added bottleneck tokens need."""
+             trainable_embeddings: bool = False, trainable_tokens: list[int] | None = None):
+    """Wrap ``model`` with LoRA adapters (peft). ``trainable_embeddings`` also trains the whole input
+    embedding; ``trainable_tokens`` trains just those rows (the bottleneck tokens an LBR embedding
+    reads: frozen, they would stay what stage 1, or the mean resizing, left them)."""
     from peft import LoraConfig, get_peft_model
 
     if r < 1:
         raise ValueError(f"LoRA rank must be >= 1, got {r}")
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules),
-                        modules_to_save=["embed_tokens"] if trainable_embeddings else None, task_type="CAUSAL_LM")
+                        modules_to_save=["embed_tokens"] if trainable_embeddings else None,
+                        trainable_token_indices=list(trainable_tokens) if trainable_tokens else None,
+                        task_type="CAUSAL_LM")
     return get_peft_model(model, config)
 
 
@@ -226,19 +229,20 @@ def frozen_linear_weights_in_bf16(model: PreTrainedModel) -> Iterator[int]:
 
     Autocast reads every matmul weight in bf16 anyway, so the forward is unchanged; but it caches the
     cast only for trainable leaves, so a frozen fp32 weight is cast again on every forward call.
-    Storing it in bf16 removes those casts. Only linear layers inside the decoder's blocks qualify:
-    the embedding (tied to the LM head) and the norms keep their precision. Yields how many weights
+    Storing it in bf16 removes those casts. Only linear layers qualify, and not one whose weight is an
+    embedding's (a tied LM head): the embedding and the norms keep their precision. Yields how many weights
     were converted (0 for full fine-tuning, where nothing is frozen). The fp32 originals stay in
     memory meanwhile: the block costs half the frozen weights' fp32 size in extra memory."""
     import torch
 
     saved = {}
-    for layer in decoder(model).layers:
-        for module in layer.modules():
-            weight = getattr(module, "weight", None)
-            if isinstance(module, torch.nn.Linear) and not weight.requires_grad and weight.dtype == torch.float32:
-                saved[module] = weight.data
-                weight.data = weight.data.to(torch.bfloat16)
+    tied = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}  # an LM head tied to them
+    for module in model.modules():
+        weight = getattr(module, "weight", None)
+        if (isinstance(module, torch.nn.Linear) and id(weight) not in tied and not weight.requires_grad
+                and weight.dtype == torch.float32):
+            saved[module] = weight.data
+            weight.data = weight.data.to(torch.bfloat16)
     try:
         yield len(saved)
     finally:

@@ -57,12 +57,14 @@ POOL_FNS = {"first": first_pool, "last": last_pool, "mean": mean_pool, "weighted
 class Pooling:
     """A named pooling: an input format (``plain``, ``prompteol``, ``echo``, ``bottleneck``) and a
     pool function. ``ratio`` is the compression ratio of the ``bottleneck`` format (LBR's embedding:
-    the text, then ``ceil(len / ratio)`` bottleneck tokens, read at the last of them)."""
+    the text, then its bottleneck tokens, read at the last of them); ``k`` fixes how many follow every
+    text (0: ``ceil(len / ratio)`` for each text, as a context compressor reads)."""
 
     name: str
     input_format: str
     pool: str
     ratio: float = 0.0
+    k: int = 0
 
 
 POOLINGS = {p.name: p for p in [
@@ -75,10 +77,15 @@ POOLINGS = {p.name: p for p in [
 ]}
 
 
-def bottleneck_pooling(ratio: float) -> Pooling:
-    """LBR's embedding: the last bottleneck token's state after ``[x, B]``, causal attention kept."""
+def bottleneck_pooling(ratio: float, max_length: int | None = None) -> Pooling:
+    """LBR's embedding: the last bottleneck token's state after ``[x, B]``, causal attention kept.
+
+    With ``max_length`` every text gets the same ``k = ceil((max_length + 1) / ratio)`` bottleneck
+    tokens (the +1 is room for a BOS): the paper's fixed-length bottleneck, so the embedding is always
+    the state of the same ``<bn_k>``, the one stage 1 trained. Without it, ``k`` follows each text."""
     bottleneck_count(1, ratio)  # validates the ratio
-    return Pooling(f"bottleneck (r={ratio:g})", "bottleneck", "last", ratio)
+    k = bottleneck_count(max_length + 1, ratio) if max_length else 0
+    return Pooling(f"bottleneck (r={ratio:g}{f', k={k}' if k else ''})", "bottleneck", "last", ratio, k)
 
 
 def get_pooling(name: str | Pooling) -> Pooling:
@@ -108,9 +115,9 @@ def bottleneck_ids(tokenizer) -> list[int]:
     return out
 
 
-def with_bottleneck(tokenizer, body: list[int], ratio: float, available: list[int]) -> list[int]:
-    """``body`` followed by its ``ceil(len / ratio)`` bottleneck tokens."""
-    k = bottleneck_count(len(body), ratio)
+def with_bottleneck(tokenizer, body: list[int], ratio: float, available: list[int], k: int | None = None) -> list[int]:
+    """``body`` followed by ``k`` bottleneck tokens (by default its own ``ceil(len / ratio)``)."""
+    k = k or bottleneck_count(len(body), ratio)
     if k > len(available):
         raise ValueError(f"{len(body)} tokens at ratio {ratio:g} need {k} bottleneck tokens but the tokenizer has "
                          f"{len(available)}: call add_bottleneck_tokens(model, tokenizer, k) with k >= {k}")
@@ -145,7 +152,7 @@ def build_inputs(tokenizer, texts: list[str], pooling: Pooling, max_length: int,
             first = bos + token_ids(tokenizer, ECHO_TEMPLATE[0]) + body + token_ids(tokenizer, ECHO_TEMPLATE[1])
             ids, flags = first + body, [0] * len(first) + [1] * len(body)
         elif pooling.input_format == "bottleneck":
-            ids = with_bottleneck(tokenizer, bos + body, pooling.ratio, available)
+            ids = with_bottleneck(tokenizer, bos + body, pooling.ratio, available, pooling.k or None)
             flags = [0] * (len(bos) + len(body)) + [1] * (len(ids) - len(bos) - len(body))
         else:
             raise ValueError(f"unknown input format {pooling.input_format!r}")

@@ -24,11 +24,14 @@ class Profile:
     n_gl: int
     n_cl: int
     n_eval: int
-    # Extra corpus documents drawn from training entities, so retrieval is not trivially small.
+    # Extra corpus documents: one answer each of entities in a held-out pool no training split touches
+    # (the dev corpus gets half as many more), so retrieval is not trivially small.
     n_distractors: int
     # Pairs per STS set (gensim's Lee, WordSim-353, SimLex-999); None keeps all.
     n_sts: int | None
     seeds: tuple[int, ...] = (0,)
+    # Development queries (entity-disjoint from training and evaluation), scored during training.
+    n_dev: int = 0
     batch_size: int = 16
     max_length: int = 128
     embed_batch_size: int = 32
@@ -57,16 +60,20 @@ class Profile:
 
 _PROFILES = {
     "smoke": Profile(
-        name="smoke", model="smollm2-135m", n_gl=64, n_cl=64, n_eval=24, n_distractors=40,
+        name="smoke", model="smollm2-135m", n_gl=64, n_cl=64, n_eval=24, n_distractors=40, n_dev=12,
         n_sts=40, seeds=(0,), batch_size=4, max_length=32, train_steps=2,
         generative_steps=2, n_generate=3, compression_ratios=(4.0, 16.0),
     ),
     "cpu": Profile(
-        name="cpu", model="smollm2-135m", n_gl=2000, n_cl=1000, n_eval=300, n_distractors=700,
+        name="cpu", model="smollm2-135m", n_gl=2000, n_cl=1000, n_eval=300, n_distractors=700, n_dev=100,
         n_sts=None, seeds=(0, 1, 2), batch_size=16, max_length=128, train_steps=30,
         generative_steps=40, n_generate=32,
-        lbr_scale={"n_eval": 100, "n_distractors": 150, "max_length": 48, "batch_size": 8, "generative_steps": 20,
-                   "train_steps": 15, "n_generate": 12},
+        # Code holds 3,788 functions: what is left after evaluation, dev and the distractor pool.
+        domain_sizes={"code": {"n_gl": 1200, "n_cl": 600, "n_dev": 100}},
+        # Stage 1 is one epoch of the GL split (1,200 records / 8 = 150 steps); stage 2 is where the dev
+        # curves of a pilot flatten (200 steps; the chapter shows every run's curve).
+        lbr_scale={"max_length": 48, "batch_size": 8, "n_gl": 1200, "generative_steps": 150,
+                   "train_steps": 200, "n_generate": 100},
     ),
     "gpu": Profile(
         name="gpu", model="Qwen/Qwen2.5-1.5B", n_gl=150_000, n_cl=50_000, n_eval=20_000,
@@ -74,9 +81,10 @@ _PROFILES = {
         embed_batch_size=128, train_steps=2000,
         generative_steps=4000, n_generate=1000,
         # As much as each domain holds, in the paper's proportions (tests/test_profiles.py checks they fit).
-        domain_sizes={"chemistry": {"n_gl": 90_000, "n_cl": 30_000, "n_eval": 5_000, "n_distractors": 20_000},
-                      "medical": {"n_gl": 6_000, "n_cl": 3_000, "n_eval": 1_000, "n_distractors": 2_000},
-                      "code": {"n_gl": 2_000, "n_cl": 1_000, "n_eval": 500, "n_distractors": 500}},
+        n_dev=1000,
+        domain_sizes={"chemistry": {"n_gl": 60_000, "n_cl": 20_000, "n_eval": 5_000, "n_distractors": 10_000},
+                      "medical": {"n_gl": 3_000, "n_cl": 3_000, "n_eval": 1_000, "n_distractors": 1_000, "n_dev": 300},
+                      "code": {"n_gl": 1_500, "n_cl": 700, "n_eval": 300, "n_distractors": 500, "n_dev": 100}},
     ),
 }
 

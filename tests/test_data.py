@@ -10,12 +10,26 @@ SMOKE, CPU = get_profile("smoke"), get_profile("cpu")
 @pytest.mark.parametrize("domain", DOMAINS)
 @pytest.mark.parametrize("profile", [SMOKE, CPU], ids=["smoke", "cpu"])
 def test_split_sizes_follow_the_profile(domain, profile):
-    s = load_domain(domain, profile)
-    assert len(s.gl) == profile.n_gl and len(s.cl) == profile.n_cl
-    assert len(s.eval.queries) == profile.n_eval
+    s, sized = load_domain(domain, profile), profile.for_domain(domain)
+    assert len(s.gl) == sized.n_gl and len(s.cl) == sized.n_cl
+    assert len(s.eval.queries) == sized.n_eval and len(s.dev.queries) == sized.n_dev
     # Every query has exactly one relevant document, and it is in the corpus.
-    assert all(len(rel) == 1 and set(rel) <= s.eval.corpus.keys() for rel in s.eval.qrels.values())
-    assert len(s.eval.corpus) > profile.n_eval  # distractors were added
+    for rs in (s.eval, s.dev):
+        assert all(len(rel) == 1 and set(rel) <= rs.corpus.keys() for rel in rs.qrels.values())
+    assert len(s.eval.corpus) == sized.n_eval + sized.n_distractors  # the held-out distractors were added
+    assert len(s.dev.corpus) == 2 * sized.n_dev
+
+
+def test_code_is_split_by_module_and_no_function_name_crosses():
+    """No module and no function name is on both sides of the code domain's split (a same-named
+    training function would hand the evaluation answer over)."""
+    from lbr_utils.profiles import get_profile
+
+    s = load_domain("code", get_profile("cpu"))
+    train = s.gl + s.cl
+    held_out = s.eval_records + s.dev_records + s.distractor_records
+    assert not {r.group for r in train} & {r.group for r in held_out}
+    assert not {r.entity.split(":")[1] for r in train} & {r.entity.split(":")[1] for r in s.eval_records + s.dev_records}
 
 
 @pytest.mark.parametrize("domain", DOMAINS)
@@ -40,6 +54,24 @@ def test_leakage_check_finds_a_planted_leak():
     s.cl.append(QARecord("planted", "medical", leaked.question.upper(), leaked.answer, "other-entity"))
     found = leakage(s)
     assert found["queries"] == [leaked.question] and found["pairs"] == [leaked.question]
+
+
+def test_leakage_check_finds_a_planted_dev_query_and_distractor():
+    s = load_domain("medical", SMOKE)
+    dev, distractor = s.dev_records[0], s.distractor_records[0]
+    s.gl.append(QARecord("planted-1", "medical", "q", dev.answer, "elsewhere"))
+    s.gl.append(QARecord("planted-2", "medical", "another q", "another a", distractor.entity))
+    found = leakage(s)
+    assert found["answers"] == [dev.answer] and found["distractors"] == [distractor.answer]
+
+
+@pytest.mark.parametrize("domain", DOMAINS)
+def test_no_domain_leaks_at_any_profile(domain):
+    """No evaluation or dev query, answer or entity, and no distractor, is in a training split."""
+    from lbr_utils.profiles import get_profile, lbr_profile
+
+    for profile in (SMOKE, get_profile("cpu"), lbr_profile(get_profile("cpu"))):
+        assert leakage(load_domain(domain, profile)) == {}
 
 
 def test_deduplicate_drops_ambiguous_questions_and_answers():

@@ -105,3 +105,49 @@ def test_bad_input_is_rejected_clearly():
         RetrievalSet({}, {"d": "x"}, {})
     with pytest.raises(ValueError, match="missing from the corpus"):
         RetrievalSet({"q": "x"}, {"d": "x"}, {"q": {"nope": 1}})
+
+
+def test_per_query_ndcg_averages_to_mteb_ndcg_for_dense_and_bm25():
+    """The per-query scores a bootstrap resamples are mteb's own: their mean is mteb's NDCG@10."""
+    import numpy as np
+
+    from lbr_utils.data.records import RetrievalSet
+    from lbr_utils.evaluate import BM25, evaluate_models, ndcg_per_query
+
+    corpus = {f"d{i}": f"document {i} about {w} and {v}" for i, (w, v) in
+              enumerate(zip("fever cough asthma fracture rash burn ulcer sprain".split(), "a b c d e f g h".split()))}
+    queries = {f"q{i}": f"{w} question" for i, w in enumerate("fever cough asthma fracture".split())}
+    data = RetrievalSet(queries, corpus, {f"q{i}": {f"d{i}": 1} for i in range(4)})
+    rng = np.random.default_rng(0)
+    vectors = {}
+
+    def embed(texts):
+        return np.stack([vectors.setdefault(t, rng.normal(size=16)) for t in texts]).astype(np.float32)
+
+    table = evaluate_models({"random": embed, "bm25": BM25}, {"demo": data}, per_query=True)
+    for _, row in table[table.metric == "NDCG@10"].iterrows():
+        assert set(row.per_query) == set(queries)
+        assert np.mean(list(row.per_query.values())) == pytest.approx(row.score, abs=1e-4)
+    # by hand: the relevant document at rank 2 of the ranking scores 1 / log2(3)
+    assert ndcg_per_query({"q": {"a": 0.9, "b": 0.5}}, {"q": {"b": 1}}) == {"q": pytest.approx(1 / np.log2(3))}
+
+
+def test_the_fast_dev_ndcg_equals_the_harness():
+    import numpy as np
+
+    from lbr_utils.data.records import RetrievalSet
+    from lbr_utils.evaluate import evaluate_models, ranked_ndcg
+
+    rng = np.random.default_rng(1)
+    corpus = {f"d{i}": f"doc {i}" for i in range(30)}
+    data = RetrievalSet({f"q{i}": f"query {i}" for i in range(10)}, corpus, {f"q{i}": {f"d{3 * i}": 1} for i in range(10)})
+    vectors = {}
+
+    def embed(texts):
+        return np.stack([vectors.setdefault(t, rng.normal(size=8)) for t in texts]).astype(np.float32)
+
+    fast = ranked_ndcg(embed, data)
+    table = evaluate_models({"random": embed}, {"demo": data}, per_query=True)
+    row = table[table.metric == "NDCG@10"].iloc[0]
+    assert fast == pytest.approx(row.per_query, abs=1e-5)
+    assert np.mean(list(fast.values())) == pytest.approx(row.score, abs=1e-4)

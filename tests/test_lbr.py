@@ -174,3 +174,35 @@ def test_the_first_token_of_an_example_is_never_a_label():
     starts = (packed["position_ids"] == 0) & (packed["segments"] != 0)
     assert (packed["labels"][starts] == -100).all() and (padded["labels"][:, 0] == -100).all()
     assert generative_loss(model, padded).item() == pytest.approx(generative_loss(model, packed).item(), abs=1e-5)
+
+
+def test_every_bottleneck_token_read_at_evaluation_was_trained_in_stage_1():
+    """Coverage, not existence: at the LBR scale, the bottleneck ids that evaluation reads (the last one
+    of every corpus text and query) all occur in stage-1 training batches; and the ratio sweep of
+    Table 5 changes k."""
+    from lbr_utils.batching import PairBatcher
+    from lbr_utils.data import load_domain
+    from lbr_utils.lbr import build_generative_batch, configs
+    from lbr_utils.models import add_bottleneck_tokens, load_causal_lm
+    from lbr_utils.pooling import bottleneck_ids, build_inputs
+    from lbr_utils.profiles import lbr_profile
+
+    profile = lbr_profile(get_profile("cpu"))
+    splits = load_domain("medical", profile)
+    stage1, stage2 = configs(profile, 0)
+    model, tok = load_causal_lm("smollm2-135m")
+    add_bottleneck_tokens(model, tok, stage1.max_bottleneck)
+    bn = set(bottleneck_ids(tok))
+    pairs, batcher = stage1.pairs(splits.gl), PairBatcher(splits.gl, stage1.batch_size)
+    trained = set()
+    for step in range(5):
+        batch = build_generative_batch(tok, [pairs[i] for i in batcher.indices(step)], stage1.max_input,
+                                       stage1.max_target, stage1.ratio, pack_width=stage1.pack_width,
+                                       bottleneck_length=stage1.max_bottleneck)
+        trained |= set(batch["input_ids"].flatten().tolist()) & bn
+    texts = list(splits.eval.corpus.values()) + list(splits.eval.queries.values())
+    read = build_inputs(tok, texts, stage2.pooling, stage2.max_length)
+    last = {int(ids[pool.bool()][-1]) for ids, pool in zip(read["input_ids"], read["pool_mask"])}
+    assert last <= trained and len(last) == 1
+    ks = {r: configs(profile, 0, r)[1].pooling.k for r in (2.0, 4.0, 8.0, 16.0, 32.0)}
+    assert len(set(ks.values())) == 5 and all(ks[r] == configs(profile, 0, r)[0].max_bottleneck for r in ks)

@@ -58,3 +58,21 @@ def test_bottleneck_pooling_without_enough_tokens_says_what_to_do(tiny):
         build_inputs(tiny[1], [TEXTS[1]], bottleneck_pooling(2), max_length=64)
     with pytest.raises(ValueError, match="ratio"):
         bottleneck_pooling(0)
+
+
+def test_a_fixed_bottleneck_gives_every_text_the_same_k_tokens():
+    """LBR reads the same <bn_k> for a short and a long text: k = ceil((max_length + 1) / r)."""
+    from lbr_utils.models import add_bottleneck_tokens, build_tiny
+    from lbr_utils.pooling import bottleneck_ids, bottleneck_pooling
+
+    model, tok = build_tiny()
+    add_bottleneck_tokens(model, tok, 8)
+    pooling = bottleneck_pooling(4.0, max_length=16)
+    assert pooling.k == 5
+    batch = build_inputs(tok, ["a", "a much longer text about fevers and coughs in children here"], pooling, 16)
+    bn = bottleneck_ids(tok)
+    for ids, pool, real in zip(batch["input_ids"], batch["pool_mask"], batch["attention_mask"]):
+        row = ids[real.bool()].tolist()
+        assert row[-5:] == bn[:5] and sum(i in bn for i in row) == 5
+        assert ids[pool.bool()].tolist()[-1] == bn[4]  # the last pooled (read) token is <bn_4>
+    assert bottleneck_pooling(4.0).k == 0  # without a length: per text, as the compressor reads

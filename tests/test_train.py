@@ -121,3 +121,20 @@ def test_lora_training_holds_the_frozen_weights_in_bf16_and_restores_them():
     train(lora, loss_fn, lambda step: x, TrainConfig(steps=2, lr=1e-3, show_progress=False, bf16=True))
     assert seen == [torch.bfloat16] * 2
     assert frozen.dtype == torch.float32 and torch.equal(frozen, original)
+
+
+def test_a_learning_curve_is_recorded_every_n_steps_in_eval_mode():
+    model, tok = load_causal_lm("tiny")
+    x = torch.randint(0, len(tok), (4, 8), generator=torch.Generator().manual_seed(0))
+    loss_fn = lambda batch: model(input_ids=batch, labels=batch).loss  # noqa: E731
+
+    def evaluate(step: int) -> dict:
+        assert not model.training and not torch.is_grad_enabled()
+        with torch.no_grad():
+            return {"dev_loss": loss_fn(x).item()}
+
+    result = train(model, loss_fn, lambda step: x, TrainConfig(steps=7, lr=1e-2, show_progress=False, bf16=False,
+                                                               eval_every=3), evaluate=evaluate)
+    assert [p["step"] for p in result.curve] == [3, 6, 7]
+    assert result.curve[-1]["dev_loss"] < result.curve[0]["dev_loss"] and model.training is False
+    assert 0 < result.eval_time_s < result.wall_time_s

@@ -29,10 +29,17 @@ def domain_records(domain: str) -> list[QARecord]:
     return deduplicate(DOMAINS[domain]())
 
 
+# The unit a split keeps whole: code is split by module (a function's neighbours in its module would
+# otherwise teach the evaluation answer), the other domains by entity.
+SPLIT_UNITS = {"code": "group"}
+
+
 def load_domain(domain: str, profile: Profile, seed: int = 0) -> DomainSplits:
-    """The three disjoint splits of ``domain``, sized by ``profile`` and shuffled by ``seed``."""
+    """The disjoint splits of ``domain`` (GL, CL, dev, evaluation, distractor pool), sized by
+    ``profile`` and shuffled by ``seed``."""
     sized = profile.for_domain(domain)
-    return split_by_entity(domain_records(domain), sized.n_gl, sized.n_cl, sized.n_eval, sized.n_distractors, seed)
+    return split_by_entity(domain_records(domain), sized.n_gl, sized.n_cl, sized.n_eval, sized.n_distractors, seed,
+                           n_dev=sized.n_dev, unit=SPLIT_UNITS.get(domain, "entity"))
 
 
 __all__ = ["DOMAINS", "STS_NAMES", "DomainSplits", "QARecord", "RetrievalSet", "STSSet", "deduplicate",
