@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Mapping
 
 import numpy as np
+import torch
 
 from .batching import PairBatcher
 from .data import QARecord, RetrievalSet
@@ -109,6 +110,7 @@ def train_contrastive(model, tokenizer, records: list[QARecord], cfg: Contrastiv
     if cfg.lora_rank:
         # A readout that training can shape: the bottleneck rows an LBR embedding reads train with LoRA.
         reads = bottleneck_ids(tokenizer) if get_pooling(cfg.pooling).input_format == "bottleneck" else None
+        torch.manual_seed(cfg.seed)  # LoRA's random init: from the seed, not from whatever ran before
         model = add_lora(model, r=cfg.lora_rank, alpha=2 * cfg.lora_rank, dropout=0.0, trainable_tokens=reads)
     negatives = (mine_hard_negatives(records, cfg.hard_negatives, filter_false_negatives=cfg.filter_false_negatives)
                  if cfg.hard_negatives else None)

@@ -138,60 +138,73 @@ def train(model: torch.nn.Module, loss_fn: Callable[[Any], torch.Tensor], batch_
         state = json.loads((latest / "progress.json").read_text())
         start_step, result.losses, result.resumed_from = state["step"], state["losses"], state["step"]
 
-    with ExitStack() as stack:
+    def training_numerics() -> ExitStack:
+        """The settings that speed up training without changing its numbers: entered around the
+        steps, left around every evaluation, so a dev curve or snapshot scores the model exactly as
+        it will be used afterwards (SDPA attention, fp32 frozen weights under autocast)."""
+        stack = ExitStack()
         if accelerator.device.type == "cpu" and config.eager_attention_on_cpu:
             stack.enter_context(attention_implementation(model, "eager"))
         # Not with checkpoints: a checkpoint would store the frozen weights rounded to bf16, and a resumed
         # run would load the rounded values back into its fp32 weights for good.
         if accelerator.mixed_precision == "bf16" and ckpt_dir is None:
             stack.enter_context(frozen_linear_weights_in_bf16(model))
-        _loop(model, loss_fn, batch_at, config, accelerator, optimizer, scheduler, params, result, start_step, ckpt_dir,
-              evaluate)
+        return stack
+
+    _loop(model, loss_fn, batch_at, config, accelerator, optimizer, scheduler, params, result, start_step, ckpt_dir,
+          evaluate, training_numerics)
     return result
 
 
 def _loop(model, loss_fn, batch_at, config: TrainConfig, accelerator, optimizer, scheduler, params: list,
-          result: TrainResult, start_step: int, ckpt_dir: Path | None, evaluate: Callable[[int], dict] | None) -> None:
+          result: TrainResult, start_step: int, ckpt_dir: Path | None, evaluate: Callable[[int], dict] | None,
+          training_numerics: Callable[[], ExitStack]) -> None:
     """The steps of :func:`train`, appending to ``result``."""
     world, rank = accelerator.num_processes, accelerator.process_index
     model.train()
     started = time.perf_counter()
     bar = tqdm(range(start_step, config.steps), desc="train", disable=not config.show_progress
                or not accelerator.is_main_process, initial=start_step, total=config.steps)
-    for step in bar:
-        if config.stop_after is not None and step >= config.stop_after:
-            break
-        with accelerator.autocast():
-            loss = loss_fn(batch_at(step * world + rank))
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss.item()} at step {step}")
-        accelerator.backward(loss)
-        if world > 1:
-            for p in params:
-                if p.grad is not None:
-                    torch.distributed.all_reduce(p.grad)
-                    p.grad /= world
-        if config.grad_clip:
-            accelerator.clip_grad_norm_(params, config.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        result.losses.append(accelerator.gather(loss.detach().float().reshape(1)).mean().item())
-        bar.set_postfix(loss=f"{result.losses[-1]:.4f}")
-        done = step + 1
-        if evaluate and ((config.eval_every and (done % config.eval_every == 0 or done == config.steps))
-                         or done in config.eval_at):
-            tick = time.perf_counter()
-            model.eval()
-            with torch.no_grad():
-                if numbers := evaluate(done):
-                    result.curve.append({"step": done, **numbers})
-            model.train()
-            result.eval_time_s += time.perf_counter() - tick
-        if ckpt_dir and config.checkpoint_every and (done % config.checkpoint_every == 0 or done == config.steps):
-            path = ckpt_dir / f"step-{done}"
-            accelerator.save_state(str(path))
-            if accelerator.is_main_process:
-                (path / "progress.json").write_text(json.dumps({"step": done, "losses": result.losses}))
+    numerics = training_numerics()
+    try:
+        for step in bar:
+            if config.stop_after is not None and step >= config.stop_after:
+                break
+            with accelerator.autocast():
+                loss = loss_fn(batch_at(step * world + rank))
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss became {loss.item()} at step {step}")
+            accelerator.backward(loss)
+            if world > 1:
+                for p in params:
+                    if p.grad is not None:
+                        torch.distributed.all_reduce(p.grad)
+                        p.grad /= world
+            if config.grad_clip:
+                accelerator.clip_grad_norm_(params, config.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            result.losses.append(accelerator.gather(loss.detach().float().reshape(1)).mean().item())
+            bar.set_postfix(loss=f"{result.losses[-1]:.4f}")
+            done = step + 1
+            if evaluate and ((config.eval_every and (done % config.eval_every == 0 or done == config.steps))
+                             or done in config.eval_at):
+                tick = time.perf_counter()
+                numerics.close()
+                model.eval()
+                with torch.no_grad():
+                    if numbers := evaluate(done):
+                        result.curve.append({"step": done, **numbers})
+                model.train()
+                numerics = training_numerics()
+                result.eval_time_s += time.perf_counter() - tick
+            if ckpt_dir and config.checkpoint_every and (done % config.checkpoint_every == 0 or done == config.steps):
+                path = ckpt_dir / f"step-{done}"
+                accelerator.save_state(str(path))
+                if accelerator.is_main_process:
+                    (path / "progress.json").write_text(json.dumps({"step": done, "losses": result.losses}))
+    finally:
+        numerics.close()
     model.eval()
     result.wall_time_s = time.perf_counter() - started

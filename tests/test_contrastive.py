@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 
 from lbr_utils.batching import IndexBatcher, PairBatcher
@@ -83,6 +85,27 @@ def test_a_dev_curve_is_scored_during_contrastive_training():
 
     again = ranked_ndcg(embedder.replace(bf16=True).embed, splits.dev)
     assert sum(again.values()) / len(again) == pytest.approx(last, abs=1e-6)  # the curve ends at the returned model
+
+
+def test_a_snapshot_of_a_longer_run_is_the_shorter_run():
+    """``at_steps`` hands over the embedder as it is after step n: with a flat learning rate that is the
+    model an n-step run returns (the evaluation set scored at two budgets from one run)."""
+    import numpy as np
+
+    from lbr_utils.models import build_tiny
+
+    records = [QARecord(str(i), "d", f"question {i} about fever", f"answer {i} is influenza", str(i)) for i in range(8)]
+    texts = ["question 1 about fever", "answer 3 is influenza"]
+    cfg = ContrastiveConfig(steps=3, batch_size=4, lr=1e-2, lora_rank=4, max_length=16, schedule="constant",
+                            warmup_steps=1)
+    short, _ = train_contrastive(*build_tiny(), records, cfg, show_progress=False)
+    seen = {}
+    model, tok = build_tiny()
+    train_contrastive(model, tok, records, replace(cfg, steps=6), show_progress=False,
+                      at_steps={3: lambda emb: seen.update(vectors=emb.embed(texts))})
+    assert np.allclose(seen["vectors"], short.replace(bf16=True).embed(texts), atol=1e-5)
+    with pytest.raises(ValueError, match="at_steps"):
+        train_contrastive(*build_tiny(), records, cfg, show_progress=False, at_steps={4: print})
 
 
 def test_the_encoder_baseline_trains_with_the_same_loss_as_mnrl():

@@ -48,6 +48,10 @@ def test_greedy_generation_and_its_scores(tiny_bn):
     assert perfect["BLEU-4"] == pytest.approx(100) and perfect["ROUGE-L"] == pytest.approx(100)
     # ROUGE-L by hand: LCS("the cat sat", "the dog sat") = 2 tokens; P = R = 2/3 -> F1 = 2/3.
     assert generation_scores(["the cat sat"], ["the dog sat"])["ROUGE-L"] == pytest.approx(200 / 3)
+    each = generation_scores(["the cat sat on the mat", "the cat sat"], ["the cat sat on the mat", "the dog sat"],
+                             per_question=True)
+    assert each["BLEU-4 per question"][0] == pytest.approx(100) and each["ROUGE-L per question"][1] == pytest.approx(200 / 3)
+    assert each["ROUGE-L"] == pytest.approx(sum(each["ROUGE-L per question"]) / 2)
 
 
 @pytest.mark.parametrize("ratio, suffixes", [(None, None), (RATIO, None), (RATIO, [" q one", " a longer question"])])

@@ -33,6 +33,16 @@ def test_the_lbr_scale_overrides_only_what_it_names():
     assert lbr_profile(get_profile("smoke")) == get_profile("smoke")
 
 
+@pytest.mark.parametrize("domain", ["medical", "code"])
+def test_lbr_stage_1_is_at_least_one_epoch_of_the_gl_split(domain):
+    from lbr_utils.lbr import configs
+
+    profile = lbr_profile(get_profile("cpu")).for_domain(domain)
+    stage1, stage2 = configs(profile, 0)
+    assert stage1.steps * stage1.batch_size >= profile.n_gl
+    assert stage2.schedule == "constant" and stage2.steps % stage2.eval_every == 0  # budgets share a run
+
+
 def test_domain_sizes_override_only_their_domain():
     gpu = get_profile("gpu")
     assert gpu.for_domain("code").n_eval == gpu.domain_sizes["code"]["n_eval"] != gpu.n_eval

@@ -138,3 +138,40 @@ def test_a_learning_curve_is_recorded_every_n_steps_in_eval_mode():
     assert [p["step"] for p in result.curve] == [3, 6, 7]
     assert result.curve[-1]["dev_loss"] < result.curve[0]["dev_loss"] and model.training is False
     assert 0 < result.eval_time_s < result.wall_time_s
+
+
+def test_with_a_constant_schedule_the_first_steps_of_a_longer_run_are_the_shorter_run():
+    """One long run scored at step n serves as the n-step run (chapter 5a's two budgets): with a flat
+    learning rate after warmup the weights after step n are those an n-step run ends with. With the
+    cosine schedule they are not (its rate depends on the total), which is why stage 2 uses "constant"."""
+    x = torch.randint(0, 100, (4, 8), generator=torch.Generator().manual_seed(0))
+
+    def weights_after(steps: int, schedule: str, at: int) -> dict:
+        model, _ = load_causal_lm("tiny")
+        seen = {}
+
+        def evaluate(step: int) -> dict:
+            seen.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+            return {}
+
+        result = train(model, lambda batch: model(input_ids=batch, labels=batch).loss, lambda step: x,
+                       TrainConfig(steps=steps, lr=1e-2, warmup_steps=2, schedule=schedule, show_progress=False,
+                                   bf16=False, eval_at=(at,)), evaluate=evaluate)
+        assert result.curve == []  # an evaluate that returns nothing adds no curve point
+        return seen
+
+    short, long = weights_after(4, "constant", 4), weights_after(9, "constant", 4)
+    assert all(torch.equal(short[k], long[k]) for k in short)
+    cosine_short, cosine_long = weights_after(4, "cosine", 4), weights_after(9, "cosine", 4)
+    assert not all(torch.equal(cosine_short[k], cosine_long[k]) for k in cosine_short)
+    with pytest.raises(ValueError, match="schedule"):
+        TrainConfig(steps=3, schedule="linear")
+
+
+def test_a_run_summary_averages_its_losses_in_windows():
+    from lbr_utils.train import TrainResult
+
+    run = TrainResult(losses=[4.0, 2.0, 3.0, 1.0, 0.0], wall_time_s=2.0, curve=[{"step": 5, "dev NDCG@10": 0.5}])
+    summary = run.summary(every=2)
+    assert summary["loss_curve"] == [{"step": 2, "loss": 3.0}, {"step": 4, "loss": 2.0}, {"step": 5, "loss": 0.0}]
+    assert summary["final_loss"] == 2.0 and summary["steps"] == 5 and summary["dev_curve"] == run.curve
