@@ -101,3 +101,57 @@ def mask_plot(allowed: np.ndarray, labels: list[str], title: str, ax=None):
     ax.set_ylabel("query (attending)")
     ax.set_title(title)
     return ax
+
+
+def learning_curves(training: pd.DataFrame, domains: list[str], models: list[str] | None = None):
+    """Every training run of a chapter as a curve: stage-1 training loss (top row) and stage-2 dev
+    NDCG@10 (bottom row), one column per domain; a line per model (the mean over seeds), each seed
+    faint behind it. What "trained to convergence" means is read off the bottom row: flat at the end.
+    A stage-1 checkpoint that several models start from is drawn once, under the first one's name."""
+    models = models or list(dict.fromkeys(training.model))
+    colours = {m: f"C{i % 10}" for i, m in enumerate(models)}
+    fig, axes = plt.subplots(2, len(domains), figsize=(5.2 * len(domains), 6.4), squeeze=False)
+    for col, domain in enumerate(domains):
+        runs = training[(training.domain == domain) & training.model.isin(models)]
+        stage1 = runs[runs.stage == 1].drop_duplicates(["seed", "seconds"])
+        stage1 = stage1[stage1.model.isin(stage1.drop_duplicates("seconds").model)]  # one name per checkpoint
+        for row, (part, key, value, scale, ylabel) in enumerate([
+                (stage1, "loss_curve", "loss", 1, "stage-1 training loss"),
+                (runs[runs.stage == 2], "dev_curve", "dev NDCG@10", 100, "stage-2 dev NDCG@10 (x100)")]):
+            ax = axes[row, col]
+            for model, group in part.groupby("model", sort=False):
+                frames = [pd.DataFrame(getattr(r, key)) for r in group.itertuples()]
+                frames = [f.set_index("step")[value] * scale for f in frames if not f.empty]
+                for frame in frames:
+                    ax.plot(frame.index, frame.values, color=colours[model], alpha=0.25, lw=0.8)
+                if frames:
+                    mean = pd.concat(frames, axis=1).mean(axis=1)
+                    ax.plot(mean.index, mean.values, color=colours[model], lw=1.8, label=model)
+            style(ax, "training step", ylabel, f"{domain}: stage {row + 1}", legend_size=7)
+    fig.tight_layout()
+    return fig
+
+
+def claim_forest(table: pd.DataFrame, title: str, ax=None, unit: str = "difference (x100)"):
+    """A claim family as a forest plot: each claim's mean difference with its 95% CI (a line), the
+    paper's difference (a cross) where it has one, and 0 (no effect) marked. A CI that crosses 0 is
+    an inconclusive claim at a glance."""
+
+    labels = [f"{r.claim} ({r.domain})" if "domain" in table and isinstance(r.domain, str) else r.claim
+              for r in table.itertuples()]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 0.45 * len(table) + 1.2))
+    colours = {"reproduced": "C2", "contradicted": "C3", "inconclusive": "0.5"}
+    y = np.arange(len(table))[::-1]
+    for yi, r in zip(y, table.itertuples()):
+        colour = colours.get(r.verdict, "0.5")
+        ax.plot([r.ci_low, r.ci_high], [yi, yi], color=colour, lw=2.5)
+        ax.plot(r.ours, yi, "o", color=colour)
+        if r.paper is not None and not pd.isna(r.paper):
+            ax.plot(r.paper, yi, "x", color="k", ms=6)
+    ax.axvline(0, color="k", lw=0.8, ls=":")
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.plot([], [], "x", color="k", label="the paper")
+    for verdict, colour in colours.items():
+        ax.plot([], [], color=colour, lw=2.5, label=f"ours, 95% CI: {verdict}")
+    return style(ax, unit, None, title, legend_size=7)

@@ -18,14 +18,18 @@ PAGE = "book/reproduction.md"
 BENCHMARK_PAGE = "book/benchmarks.md"
 BENCHMARKS = ("bench_ib_gl", "benchmarks")  # results files a chapter's claims may read beside its own
 INTRO = ("Every number on this page is read from a results file by `lbr_utils.report.reproduction_page`; "
-         "a test regenerates the page and fails if it differs. A claim is judged on per-seed paired "
-         "differences: *reproduced* when every seed has the paper's sign, *partly* when only the mean "
-         "does, *not reproduced* otherwise. \"ours\" and \"paper\" are differences in points (x100) "
-         "unless the claim names a ratio; \"± std\" is the standard deviation of ours over the seeds (or "
-         "the units a survey claim names), empty where there is one.")
+         "a test regenerates the page and fails if it differs. A claim \"A beats B\" is judged on the paired "
+         "per-query differences A - B of every seed: a hierarchical bootstrap (resample seeds, then queries "
+         "within each seed) gives the 95% CI beside our mean difference (`lbr_utils.stats`). *Reproduced*: the "
+         "CI lies on the claim's side of 0; *contradicted*: on the other side; *inconclusive*: it holds 0. The "
+         "claims under one heading are one family: a verdict stands only if its Holm-adjusted p is below 0.05. "
+         "Differences are in points (x100); \"paper in CI\" says whether the paper's own difference is a value "
+         "our data allow.")
 SURVEY_INTRO = ("The survey states directions, not numbers, so there is no paper column: \"ours\" is the difference "
                 "the claim predicts to be positive (negative for anisotropy), over \"units\" paired comparisons. "
-                "Chapters 2-4, 6 and 7 ran one seed, so a verdict on one unit is a single observation, not a test.")
+                "These chapters' results files hold one seed and no per-query scores yet, so their claims are still "
+                "judged by the older sign rule (*reproduced* when every unit has the claim's sign, *partly* when only "
+                "the mean does): a verdict on one unit is a single observation, not a test.")
 
 
 def _table(frame: pd.DataFrame) -> str:
@@ -56,6 +60,10 @@ def reproduction_page(profile: str = "cpu") -> str:
     claims of every chapter in one table, then what each chapter cost."""
     records = load_records(profile)
     lines = ["# Reproduction report", "", INTRO, ""]
+    synthesis = [text for name in CHAPTERS if (make := getattr(study(name), "synthesis", None)) and name in records
+                 and (text := make(records[name]))]
+    if synthesis:
+        lines += ["## In short", "", *[f"{text}\n" for text in synthesis]]
     survey, sources = [], []
     for name in CHAPTERS:
         claims = study(name).claims(records)

@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 NO_DIFFERENCES = "no per-seed differences to judge"
+VERDICTS = ("reproduced", "contradicted", "inconclusive")
 
 # Most random query indices drawn in one block (~32 MiB of int64): keeps memory flat for large sets.
 _BLOCK = 1 << 22
@@ -341,3 +342,96 @@ def holm_verdicts(results: Sequence[Mapping[str, object]], alpha: float = 0.05) 
     adjusted = holm([float(r["p"]) for r in results])
     return [{**r, "p_holm": q, "verdict": r["verdict"] if q < alpha else "inconclusive"}
             for r, q in zip(results, adjusted)]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Claim tables: per-query differences in, judged and Holm-corrected rows out.
+# ---------------------------------------------------------------------------------------------------
+
+
+def per_query_differences(table: pd.DataFrame, a: str, b: str, column: str = "model", by: str = "seed",
+                          value: str = "per_query") -> dict[object, np.ndarray]:
+    """``A - B`` query by query, one array per ``by`` unit (a seed) that holds both arms once.
+
+    ``table`` has one row per (arm, unit) whose ``value`` is the list of per-query scores, in the same
+    query order for every arm of a unit (the evaluation set's order). A unit with either arm missing
+    is left out; two arms scored on different query lists raise.
+    """
+    out = {}
+    for unit, group in table.groupby(by, sort=True):
+        rows_a, rows_b = group[group[column] == a], group[group[column] == b]
+        if len(rows_a) > 1 or len(rows_b) > 1:
+            raise ValueError(f"{by}={unit}: more than one row for {a!r} or {b!r}: select one budget first")
+        if len(rows_a) == 1 and len(rows_b) == 1:
+            x, y = np.asarray(rows_a[value].iloc[0], dtype=float), np.asarray(rows_b[value].iloc[0], dtype=float)
+            if x.shape != y.shape:
+                raise ValueError(f"{by}={unit}: {a!r} and {b!r} were scored on different query lists")
+            out[unit] = x - y
+    return out
+
+
+def judged_claim(text: str, diffs: Mapping[object, Iterable[float]], expected_sign: int = +1,
+                 paper: float | None = None, scale: float = 100.0, margin: float = 0.0, **labels) -> dict:
+    """One row of a claim table: the mean paired difference ``A - B`` with its 95% hierarchical
+    bootstrap CI (x ``scale``, like the paper's points), the paper's difference and whether our CI
+    holds it, the unadjusted p and the CI verdict (:func:`judge`). ``labels`` (e.g. ``domain``) lead.
+
+    ``margin`` (in the units of ``diffs``) turns "A beats B" into "A is at most ``margin`` worse than
+    B" (non-inferiority): the verdict reads the CI of ``A - B + margin``; the numbers stay ``A - B``.
+    """
+    diffs = {k: np.asarray(v, dtype=float) for k, v in diffs.items()}
+    if not diffs:
+        return {**labels, "claim": text, "ours": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"),
+                "paper": paper, "paper_in_ci": None, "p": 1.0, "verdict": NO_DIFFERENCES, "seeds": 0}
+    j = judge({k: v + margin for k, v in diffs.items()}, expected_sign, None)
+    low, high = (j["ci_low"] - margin) * scale, (j["ci_high"] - margin) * scale
+    no_paper = paper is None or pd.isna(paper)
+    return {**labels, "claim": text, "ours": (j["mean"] - margin) * scale, "ci_low": low, "ci_high": high,
+            "paper": paper, "paper_in_ci": None if no_paper else bool(low <= paper <= high),
+            "p": j["p"], "verdict": j["verdict"], "seeds": len(diffs)}
+
+
+def seeds_to_decide(row: Mapping[str, object]) -> int | None:
+    """Roughly how many seeds would make an inconclusive claim's CI exclude 0, were its mean difference
+    the true one: the CI's half-width shrinks like one over the root of the seeds (when seeds, not
+    queries, dominate the noise; more queries help when they do). None for a decided claim or a
+    zero difference."""
+    ours, low, high, n = (float(row[k]) for k in ("ours", "ci_low", "ci_high", "seeds"))
+    if row["verdict"] != "inconclusive" or ours == 0 or not np.isfinite(ours):
+        return None
+    return int(np.ceil(n * ((high - low) / 2 / abs(ours)) ** 2))
+
+
+def unconverged(row: dict, arms: set[str]) -> dict:
+    """``row`` with its verdict replaced by "not judged" when arm ``a`` or ``b`` is in ``arms`` (runs
+    that had not flattened on dev): a claim about models far from convergence is not judged."""
+    late = [arm for arm in (row.get("a"), row.get("b")) if arm in arms]
+    return dict(row, verdict=f"not judged: {', '.join(late)} not converged") if late else row
+
+
+def claim_family(rows: Sequence[dict], alpha: float = 0.05) -> pd.DataFrame:
+    """A table's claims judged as one family (Holm, :func:`holm_verdicts`); rows that were not judged
+    (no differences, or arms not trained to convergence) keep their verdict and take no part in it."""
+    judged = [i for i, r in enumerate(rows) if r["verdict"] in VERDICTS]
+    out = [dict(r, p_holm=float("nan")) for r in rows]
+    for i, r in zip(judged, holm_verdicts([rows[i] for i in judged], alpha)):
+        out[i] = r
+    return pd.DataFrame(out)
+
+
+def display_claims(table: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
+    """A claim family for the page: ``ours [95% CI]``, the paper's number, whether it lies in our CI,
+    the Holm-adjusted p and the verdict (numbers rounded; the raw columns stay in the results)."""
+    def interval(r) -> str:
+        if pd.isna(r["ours"]):
+            return "–"
+        return f"{r['ours']:+.{digits}f} [{r['ci_low']:+.{digits}f}, {r['ci_high']:+.{digits}f}]"
+
+    labels = [c for c in table.columns if c not in {"claim", "ours", "ci_low", "ci_high", "paper", "paper_in_ci", "p",
+                                                     "p_holm", "verdict", "seeds", "a", "b"}]
+    return pd.DataFrame({**{c: table[c] for c in labels}, "claim": table["claim"],
+                         "ours [95% CI]": table.apply(interval, axis=1),
+                         "paper": table["paper"].map(lambda v: "–" if v is None or pd.isna(v) else f"{v:+.{digits}f}"),
+                         "paper in CI": table["paper_in_ci"].map({True: "yes", False: "no"}).fillna("–"),
+                         "p (Holm)": table["p_holm"].map(lambda v: "–" if pd.isna(v) else f"{v:.3f}"),
+                         "verdict": table["verdict"]})

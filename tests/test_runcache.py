@@ -44,7 +44,8 @@ def _stale_after_editing(module_path: str, root, notebook_dir) -> set[str]:
     ("synth.py", {"ch04_synthetic"}),
     ("lbr.py", {"ch05a_lbr_stages", "ch05b_lbr_ablations", "ch06_compression", "ch07_inversion"}),
     ("studies/ch02_pooling.py", {"ch02_pooling"}),
-    ("studies/ch05a_lbr_stages.py", {"ch05a_lbr_stages"}),
+    ("studies/ch05b_lbr_ablations.py", {"ch05b_lbr_ablations"}),
+    ("studies/ch05a_lbr_stages.py", {"ch05a_lbr_stages", "ch05b_lbr_ablations"}),  # 5b runs 5a's arms by name
     ("studies/_lbr_cells.py", {"ch05a_lbr_stages", "ch05b_lbr_ablations"}),
 ])
 def test_an_edit_marks_exactly_the_chapters_that_import_it(copies, module_path, expected):

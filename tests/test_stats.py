@@ -221,3 +221,34 @@ def test_a_family_of_one_keeps_its_ci_verdict():
     for effect in (0.0, 0.015, 0.03, 0.06, -0.04):
         claim = judge(_simulate(rng, effect, seed_sd=0.01, query_sd=0.3), n_boot=1000)
         assert holm_verdicts([claim])[0]["verdict"] == claim["verdict"]
+
+
+def test_per_query_differences_pair_arms_within_each_seed():
+    from lbr_utils.stats import per_query_differences
+
+    table = pd.DataFrame([{"model": "A", "seed": 0, "per_query": [1.0, 0.5]}, {"model": "B", "seed": 0, "per_query": [0.5, 0.5]},
+                          {"model": "A", "seed": 1, "per_query": [0.0, 1.0]}])  # seed 1 lacks B: left out
+    diffs = per_query_differences(table, "A", "B")
+    assert list(diffs) == [0] and diffs[0].tolist() == [0.5, 0.0]
+    with pytest.raises(ValueError, match="different query lists"):
+        per_query_differences(pd.concat([table, pd.DataFrame([{"model": "B", "seed": 1, "per_query": [0.1]}])]), "A", "B")
+    with pytest.raises(ValueError, match="more than one row"):
+        per_query_differences(pd.concat([table, table]), "A", "B")
+
+
+def test_a_claim_row_scales_its_ci_and_a_margin_makes_it_non_inferiority():
+    from lbr_utils.stats import claim_family, judged_claim, seeds_to_decide
+
+    worse = {s: np.full(50, -0.02) + np.linspace(-0.01, 0.01, 50) for s in range(3)}  # A is 2 points worse
+    plain = judged_claim("A beats B", worse, +1, paper=-1.0, domain="x")
+    assert plain["verdict"] == "contradicted" and plain["ours"] == pytest.approx(-2.0)
+    assert plain["ci_low"] <= -2.0 <= plain["ci_high"] < 0 and not plain["paper_in_ci"] and plain["domain"] == "x"
+    within = judged_claim("A keeps B's level", worse, +1, margin=0.05)  # at most 5 points worse: it is
+    assert within["verdict"] == "reproduced" and within["ours"] == pytest.approx(-2.0)
+    beyond = judged_claim("A keeps B's level", worse, +1, margin=0.01)
+    assert beyond["verdict"] == "contradicted"
+    empty = judged_claim("nothing ran", {}, +1)
+    family = claim_family([plain, empty])
+    assert family.verdict.tolist() == ["contradicted", NO_DIFFERENCES] and np.isnan(family.p_holm[1])
+    noisy = judged_claim("A beats B", {s: np.random.default_rng(s).normal(0.01, 0.3, 40) for s in range(3)})
+    assert noisy["verdict"] == "inconclusive" and seeds_to_decide(noisy) > 3 and seeds_to_decide(plain) is None

@@ -7,9 +7,7 @@ import pytest
 
 from lbr_utils.models import build_tiny
 from lbr_utils.profiles import get_profile
-from lbr_utils.stats import spread
 from lbr_utils.studies import CHAPTERS, _lbr_cells, study
-from lbr_utils.studies.ch05a_lbr_stages import stage_claims
 
 
 def survey_claims(records: dict) -> pd.DataFrame:
@@ -46,26 +44,86 @@ def test_a_cell_is_trained_once_and_then_read_from_the_cache(tmp_path, monkeypat
     assert [row["stage"] for row in first["training"]] == [1, 2]
 
 
-def _stages_record(ib_cl_score: float) -> dict:
-    models = ["LLM", "LLM+GL", "LLM+IB-GL", "LLM+CL", "LLM+GL+CL", "LLM+IB-GL+CL"]
-    base = dict(zip(models, [0.10, 0.12, 0.20, 0.40, 0.38, ib_cl_score]))
-    retrieval = [{"model": m, "domain": "medical", "seed": s, "metric": metric, "score": base[m] + 0.01 * s}
-                 for m in models for s in (0, 1) for metric in ("NDCG@10", "R@10")]
-    generation = [{"model": m, "domain": "medical", "seed": s, "BLEU-4": b, "ROUGE-L": 2 * b}
-                  for m, b in [("LLM", 1.0), ("LLM+GL", 10.0), ("LLM+IB-GL", 9.0), ("LLM+CL", 0.5)] for s in (0, 1)]
+def _stages_record(lbr_gain: float, seeds=(0, 1, 2), queries: int = 60) -> dict:
+    """A chapter-5a results record: every arm's per-query NDCG@10 on every seed. LBR's queries score
+    ``lbr_gain`` above the CL-only bottleneck run at equal compute; noise is per query."""
+    rng = np.random.default_rng(0)
+    base = {"LLM": 0.10, "LLM+GL": 0.12, "LLM+IB-GL": 0.20, "LLM+CL": 0.40, "LLM+GL+CL": 0.38,
+            "LLM+CL (last token)": 0.35, "LLM+CL (mean)": 0.30, "BM25": 0.45, "MiniLM": 0.42, "MiniLM+CL": 0.50}
+    rows = []
+
+    def add(model, seed, score, s1, s2):
+        per_query = np.clip(score + rng.normal(0, 0.02, queries), 0, 1).tolist()
+        rows.append({"model": model, "domain": "medical", "seed": seed, "metric": "NDCG@10", "stage1_steps": s1,
+                     "stage2_steps": s2, "steps": s1 + s2, "per_query": per_query, "score": float(np.mean(per_query))})
+
+    for seed in seeds:
+        for model, score in base.items():
+            s1 = 4 if "GL" in model else 0
+            s2 = 0 if model in ("LLM", "LLM+GL", "LLM+IB-GL", "BM25", "MiniLM") else (6 if model == "MiniLM+CL" else 2)
+            add(model, seed, score, s1, s2)
+            if model in ("LLM+CL", "LLM+CL (last token)"):
+                add(model, seed, score + 0.05, 0, 6)  # the same run at equal compute
+        add("LLM+IB-GL+CL", seed, base["LLM+CL"] + 0.05 + lbr_gain, 4, 2)
+    generation = [{"model": m, "domain": "medical", "seed": s, "BLEU-4": b, "ROUGE-L": 2 * b,
+                   "BLEU-4 per question": [b] * 10, "ROUGE-L per question": [2 * b + (i % 3) for i in range(10)]}
+                  for m, b in [("LLM", 1.0), ("LLM+GL", 10.0), ("LLM+IB-GL", 9.0), ("LLM+CL", 0.5)] for s in seeds]
+    curve = [{"step": step, "dev NDCG@10": 0.5 + 0.01 * min(step, 4)} for step in (2, 4, 6)]
+    training = [{"model": "LLM+CL", "domain": "medical", "seed": s, "stage": 2, "steps": 6, "seconds": 1.0,
+                 "dev_curve": curve, "loss_curve": []} for s in seeds]
     separation = [{"model": m, "domain": "medical", "seed": s, "separation_ratio": base[m] * 10 + s}
-                  for m in models[:3] for s in (0, 1)]
-    return {"retrieval": retrieval, "generation": generation, "separation": separation}
+                  for m in ("LLM", "LLM+GL", "LLM+IB-GL") for s in seeds]
+    return {"metrics": {"retrieval": rows, "generation": generation, "training": training, "separation": separation},
+            "config": {"stage1": {"steps": 4}, "stage2": {"steps": 2},
+                       "profile": {"model": "m", "n_gl": 1, "n_cl": 1, "n_eval": queries, "max_length": 8, "batch_size": 2}},
+            "provenance": {"seeds": list(seeds)}}
 
 
-def test_the_spread_beside_a_claim_is_the_per_seed_standard_deviation():
-    assert spread([0.10, 0.12]) == pytest.approx(100 * 0.02 / 2 ** 0.5)  # ddof 1: sqrt(2 * 0.01**2 / 1)
-    assert pd.isna(spread([0.10]))
-    rows = _stages_record(0.50)["retrieval"]
-    for r in rows:  # seed 1 of IB-GL+CL gains 2 points: differences to CL of 10 and 12
-        r["score"] += 0.02 if (r["model"], r["seed"]) == ("LLM+IB-GL+CL", 1) else 0.0
-    claim = stage_claims(pd.DataFrame(rows)).set_index("claim").loc["IB-GL first beats contrastive learning alone"]
-    assert claim["ours: mean diff (x100)"] == pytest.approx(11.0) and claim["± std"] == pytest.approx(2 ** 0.5)
+@pytest.mark.parametrize("gain, verdict", [(0.10, "reproduced"), (-0.10, "contradicted"), (0.0, "inconclusive")])
+def test_lbr_claims_are_judged_on_per_query_differences(gain, verdict):
+    """At equal compute LBR is compared with the best CL-only LLM arm (here the bottleneck run at
+    equal compute, which beats the last token): a clear gain, a clear loss and none give the three
+    verdicts; the numbers are the mean per-query difference x100."""
+    from lbr_utils.studies.ch05a_lbr_stages import EQUAL, judged
+
+    table = judged(_stages_record(gain))["LBR at equal compute, and what a practitioner would use instead"]
+    head = table.iloc[0]
+    assert head["claim"] == f"LBR beats LLM+CL{EQUAL} (the best CL-only LLM)"
+    assert head["verdict"] == verdict and head["ours"] == pytest.approx(100 * gain, abs=1.0)
+    assert head["ci_low"] < head["ours"] < head["ci_high"] and not np.isnan(head["p_holm"])
+
+
+def test_stage_claims_read_the_paper_protocol_and_the_paper_numbers():
+    from lbr_utils.results import paper_numbers
+    from lbr_utils.studies.ch05a_lbr_stages import judged
+
+    table = judged(_stages_record(0.10))["Table 3: stages (paper protocol: equal stage-2 steps)"]
+    row = table.set_index("claim").loc["IB-GL first beats contrastive learning alone"]
+    assert row["ours"] == pytest.approx(15.0, abs=1.0)  # paper protocol: CL at 2 steps (0.40) vs LBR (0.55)
+    paper = {r["model"]: r["medical"] for r in paper_numbers()["table3_stages"]["rows"]}
+    assert row["paper"] == pytest.approx(paper["LLM+IB-GL+CL"] - paper["LLM+CL"])
+    assert not row["paper_in_ci"] and row["verdict"] == "reproduced"
+
+
+def test_generation_keeps_is_judged_with_a_margin_and_convergence_by_hand():
+    from lbr_utils.studies.ch05a_lbr_stages import convergence, generation_claims
+
+    record = _stages_record(0.1)
+    generation = pd.DataFrame(record["metrics"]["generation"])
+    rows = generation_claims(generation).set_index("claim")
+    keeps = rows.loc["IB-GL keeps GL's generation (ROUGE-L, at most 4.2 points worse)"]  # 0.2 * mean 21
+    assert keeps["ours"] == pytest.approx(-2.0) and keeps["verdict"] == "reproduced"  # -2 is inside the margin
+    conv = convergence(pd.DataFrame(record["metrics"]["training"]), snapshot_steps=2)
+    # 6 steps: gain from step 4 (<= 4.5) to 6 is 0; the snapshot at 2 has no quarter point before it.
+    assert conv["last-quarter gain"].tolist() == [0.0] * 3 and conv["flat (< 1 point)"].all()
+
+
+def test_what_this_shows_is_written_from_the_judged_claims():
+    from lbr_utils.studies.ch05a_lbr_stages import summary
+
+    text = summary(_stages_record(0.0))
+    assert "**inconclusive**: LBR beats LLM+CL @ equal compute (the best CL-only LLM) (medical)" in text
+    assert "seeds at this effect size" in text or "+0.0" in text
 
 
 def test_survey_claims_follow_the_chapter_results():
@@ -148,3 +206,61 @@ def test_inversion_scores_count_entities_by_hand():
     s = inversion_scores(tok, guesses, texts)
     assert s["exact_match"] == 50.0 and s["codes_recovered"] == 50.0 and s["conditions_recovered"] == 100.0
     assert 50.0 < s["token_f1"] < 100.0
+
+
+def _ablations_record(seeds=(0, 1, 2), queries: int = 40) -> dict:
+    """A chapter-5b results record with known per-query scores (no noise: differences are exact)."""
+    rows = []
+
+    def add(part, model, score, s1=0, s2=0):
+        for seed in seeds:
+            rows.append({"part": part, "model": model, "domain": "medical", "seed": seed, "metric": "NDCG@10",
+                         "score": score, "per_query": [score] * queries, "stage1_steps": s1, "stage2_steps": s2,
+                         "steps": s1 + s2})
+
+    for model, score in [("GL+CL (causal)", 0.50), ("GL+CL (bidirectional)", 0.49), ("IB-GL+CL (causal)", 0.60),
+                         ("IB-GL+CL (bidirectional)", 0.40)]:
+        add("attention", model, score, 4, 2)
+    for r, score in [(4, 0.20), (8, 0.30), (16, 0.25), (32, 0.10)]:
+        add("ratio", f"r={r}", score, 4)
+    for model, score in [("Standard SFT", 0.1), ("IB-GL (SFT)", 0.3), ("Standard PT", 0.1), ("IB-GL (PT)", 0.05)]:
+        add("style", model, score, 4)
+    add("allocation", "CL only", 0.40, 0, 2)
+    add("allocation", "CL only", 0.45, 0, 6)
+    for model, s1, score in [("GL", 4, 0.44), ("IB-GL", 4, 0.50), ("GL", 5, 0.42), ("IB-GL", 5, 0.41)]:
+        add("allocation", model, score, s1, 6 - s1)
+    return {"metrics": {"retrieval": rows}}
+
+
+def test_ablation_claims_by_hand():
+    from lbr_utils.studies.ch05b_lbr_ablations import judged
+
+    families = judged(_ablations_record())
+    attention = families["Table 4: attention in stage 2"].set_index("claim")
+    drops = attention.loc["bidirectional attention costs IB-GL more than GL (drop after IB-GL minus drop after GL)"]
+    assert drops["ours"] == pytest.approx(100 * ((0.60 - 0.40) - (0.50 - 0.49)))  # 19 points
+    assert drops["verdict"] == "reproduced" and drops["paper"] == pytest.approx((75.59 - 64.35) - (54.91 - 55.04))
+    ratio = families["Table 5: compression ratio (stage 1 only)"].set_index("claim")
+    assert ratio.loc["r=8 beats r=4", "ours"] == pytest.approx(10.0) and ratio.loc["r=8 beats r=32", "verdict"] == "reproduced"
+    style = families["Table 6: data style of stage 1"].set_index("claim")
+    assert style.loc["IB-GL (PT) beats Standard PT", "verdict"] == "contradicted"
+    allocation = families["Figure 3: one budget, split between the stages"]
+    assert allocation.verdict.tolist() == ["reproduced", "contradicted", "reproduced", "contradicted"]
+    assert allocation.ours.round(6).tolist() == [6.0, -1.0, 5.0, -4.0]  # IB-GL - GL at 4 and 5; IB-GL - CL only (6 steps)
+
+
+def test_a_claim_about_a_run_that_had_not_flattened_is_not_judged():
+    """The CL-only run still gains 3 dev points over its last quarter: every claim that compares with
+    it (at either budget) says so instead of a verdict, and takes no part in the Holm family."""
+    from lbr_utils.studies.ch05a_lbr_stages import judged, verdict_counts
+
+    record = _stages_record(0.10)
+    for run in record["metrics"]["training"]:
+        run["dev_curve"] = [{"step": s, "dev NDCG@10": 0.5 + 0.03 * s} for s in (2, 4, 6)]
+    families = judged(record)
+    equal = families["LBR at equal compute, and what a practitioner would use instead"].set_index("claim")
+    assert equal.loc["LBR beats LLM+CL @ equal compute (the best CL-only LLM)", "verdict"] == \
+        "not judged: LLM+CL @ equal compute not converged"
+    assert np.isnan(equal.loc["LBR beats LLM+CL @ equal compute (the best CL-only LLM)", "p_holm"])
+    assert equal.loc["LBR beats BM25", "verdict"] == "reproduced"
+    assert "not judged" in verdict_counts(families)

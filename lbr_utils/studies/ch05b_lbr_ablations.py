@@ -1,7 +1,9 @@
-"""Chapter 5b: the paper's ablations (Tables 4-6, Figure 3) and the main comparison, on one domain.
+"""Chapter 5b: the paper's ablations (Tables 4-6, Figure 3) on the medical domain, every seed.
 
 Each model is a :func:`lbr_utils.studies._lbr_cells.run_cell`, so a model that chapter 5a already
-scored (IB-GL + causal CL, IB-GL at r = 8, standard SFT) is read from the cache, not trained again.
+scored (GL+CL and IB-GL+CL with causal attention, IB-GL at r = 8, standard SFT, the CL-only run) is
+read from the cache, not trained again. Every claim is judged like chapter 5a's: a paired
+hierarchical bootstrap over seeds and evaluation queries, Holm within each table.
 """
 
 from __future__ import annotations
@@ -11,141 +13,150 @@ from dataclasses import replace
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ..data import load_domain
-from ..embedders import LLMEmbedder, SentenceTransformerEmbedder
-from ..evaluate import BM25, evaluate_models
-from ..lbr import configs, max_length
-from ..models import load_causal_lm
+from ..lbr import RATIO, configs
 from ..profiles import Profile, get_profile, lbr_profile
 from ..results import load_tables, paper_numbers, provenance_line, save_results, timer
-from ..stats import claim_row, paired_claim, paired_differences, spread
+from ..stats import claim_family, claim_row, display_claims, judged_claim, per_query_differences
+from . import ch05a_lbr_stages as stages
 from ._lbr_cells import collect, run_cell, scale_line
 
 NAME = __name__.rpartition(".")[2]
 TITLE = "Learn Before Represent: ablations (chapter 5b)"
-RATIOS = (2.0, 4.0, 8.0, 16.0, 32.0)
-GL_SHARES = (0.0, 1 / 3, 2 / 3)  # Figure 3: the share of a fixed step budget given to stage 1
+DOMAIN = "medical"
+RATIOS = (4.0, 8.0, 16.0, 32.0)  # k = 13, 7, 4, 2 bottleneck tokens for 48-token texts
+# Figure 3: a second split of the same budget moves this share of stage 2's steps to stage 1.
+MOVED_SHARE = 0.5
 
 
-def attention_cells(profile: Profile, domain: str, seed: int) -> list[dict]:
-    """Table 4: after GL or IB-GL, the contrastive stage with causal or bidirectional attention."""
+def attention_cells(profile: Profile, seed: int) -> list[dict]:
+    """Table 4: after GL or IB-GL, the contrastive stage with causal or bidirectional attention (the
+    causal ones are chapter 5a's GL+CL and LBR)."""
     stage1, stage2 = configs(profile, seed)
-    return [run_cell(profile, domain, seed, f"{start}+CL ({'causal' if causal else 'bidirectional'})", s1,
-                     replace(stage2, causal=causal))
-            for start, s1 in [("GL", replace(stage1, bottleneck=False)), ("IB-GL", stage1)] for causal in (True, False)]
+    cells = [stages.arm_cell(profile, DOMAIN, seed, "LLM+GL+CL", "GL+CL (causal)"),
+             stages.arm_cell(profile, DOMAIN, seed, stages.LBR, "IB-GL+CL (causal)")]
+    return cells + [run_cell(profile, DOMAIN, seed, f"{start}+CL (bidirectional)", s1, replace(stage2, causal=False))
+                    for start, s1 in [("GL", replace(stage1, bottleneck=False)), ("IB-GL", stage1)]]
 
 
-def ratio_cells(profile: Profile, domain: str, seed: int) -> list[dict]:
-    """Table 5: stage 1 only at each compression ratio, evaluated directly."""
-    return [run_cell(profile, domain, seed, f"r={r:g}", configs(profile, seed, r)[0], None) for r in RATIOS]
+def ratio_cells(profile: Profile, seed: int) -> list[dict]:
+    """Table 5: stage 1 only at each compression ratio, evaluated directly (k = ceil(L / r))."""
+    return [stages.arm_cell(profile, DOMAIN, seed, "LLM+IB-GL", f"r={r:g}") if r == RATIO else
+            run_cell(profile, DOMAIN, seed, f"r={r:g}", configs(profile, seed, r)[0], None) for r in RATIOS]
 
 
-def style_cells(profile: Profile, domain: str, seed: int) -> list[dict]:
+def style_cells(profile: Profile, seed: int) -> list[dict]:
     """Table 6: SFT-style vs PT-style (reconstruction) stage 1, each with and without the bottleneck."""
     stage1, _ = configs(profile, seed)
-    return [run_cell(profile, domain, seed, name, replace(stage1, style=style, bottleneck=bottleneck), None)
-            for name, style, bottleneck in [("Standard SFT", "sft", False), ("IB-GL (SFT)", "sft", True),
-                                            ("Standard PT", "pt", False), ("IB-GL (PT)", "pt", True)]]
+    return [stages.arm_cell(profile, DOMAIN, seed, "LLM+GL", "Standard SFT"),
+            stages.arm_cell(profile, DOMAIN, seed, "LLM+IB-GL", "IB-GL (SFT)")] + \
+           [run_cell(profile, DOMAIN, seed, name, replace(stage1, style="pt", bottleneck=bottleneck), None)
+            for name, bottleneck in [("Standard PT", False), ("IB-GL (PT)", True)]]
 
 
-def allocation_cells(profile: Profile, domain: str, seed: int) -> list[dict]:
-    """Figure 3: a fixed budget of stage-1 + stage-2 steps, split between GL (or IB-GL) and CL."""
+def allocation_cells(profile: Profile, seed: int) -> list[dict]:
+    """Figure 3: one budget of stage-1 + stage-2 steps (chapter 5a's equal compute), split three ways:
+    all contrastive (5a's CL-only run), 5a's split, and ``MOVED_SHARE`` of stage 2's steps moved to stage 1."""
     stage1, stage2 = configs(profile, seed)
-    budget = 2 * profile.train_steps
-    cells = []
-    for share in GL_SHARES:
-        gl_steps = round(share * budget)
-        s2 = replace(stage2, steps=budget - gl_steps)
-        for method, bottleneck in [("GL", False), ("IB-GL", True)]:
-            s1 = replace(stage1, bottleneck=bottleneck, steps=gl_steps) if gl_steps else None
-            if s1 is None and method == "IB-GL":
-                continue  # share 0 is plain CL, the same run for both methods
-            cell = run_cell(profile, domain, seed, method if s1 else "CL only", s1, s2)
-            cells.append({k: [dict(row, gl_share=share) for row in v] if k != "name" else v for k, v in cell.items()})
+    moved = max(1, round(MOVED_SHARE * stage2.steps))
+    longer = stage1.steps + moved
+    cells = [stages.arm_cell(profile, DOMAIN, seed, "LLM+CL", "CL only")]
+    for method, bottleneck in [("GL", False), ("IB-GL", True)]:
+        cells.append(stages.arm_cell(profile, DOMAIN, seed, "LLM+GL+CL" if method == "GL" else stages.LBR, method))
+        cells.append(run_cell(profile, DOMAIN, seed, method, replace(stage1, bottleneck=bottleneck, steps=longer),
+                              replace(stage2, steps=stage2.steps - moved)))
     return cells
 
 
-def baseline_rows(profile: Profile, domain: str, seed: int) -> list[dict]:
-    """The main table's reference points on the same eval set: BM25, all-MiniLM-L6-v2, and
-    the LLM read out by mean and PromptEOL pooling without training (chapter 2's best)."""
-    splits = load_domain(domain, profile, seed)
-    model, tok = load_causal_lm(profile.model)
-    models = {"BM25": BM25, "all-MiniLM-L6-v2": SentenceTransformerEmbedder()}
-    for pooling in ("mean", "prompteol"):
-        models[f"LLM, {pooling} pooling (untrained)"] = LLMEmbedder(model, tok, pooling=pooling, max_length=max_length(profile),
-                                                            bf16=True)
-    table = evaluate_models(models, {domain: splits.eval})
-    return table.assign(domain=domain, seed=seed).to_dict(orient="records")
+PARTS = {"attention": attention_cells, "ratio": ratio_cells, "style": style_cells, "allocation": allocation_cells}
 
 
-def main_cells(profile: Profile, domain: str, seed: int) -> list[dict]:
-    """The trained rows of the main table: LLM + CL (mean pooling, chapter 3's recipe) and LBR."""
-    stage1, stage2 = configs(profile, seed)
-    return [run_cell(profile, domain, seed, "LLM + CL (mean pooling)", None, replace(stage2, pooling="mean")),
-            run_cell(profile, domain, seed, "LBR (IB-GL + CL)", stage1, stage2)]
-
-
-def run(profile_name: str, domain: str = "medical", seeds: tuple[int, ...] | None = None,
-                  show_progress: bool = True) -> dict[str, pd.DataFrame]:
+def run(profile_name: str, seeds: tuple[int, ...] | None = None, parts: tuple[str, ...] = tuple(PARTS),
+        show_progress: bool = True) -> dict[str, pd.DataFrame]:
     profile = lbr_profile(get_profile(profile_name))
     seeds = tuple(seeds if seeds is not None else profile.seeds)
-    parts = {"attention": attention_cells, "ratio": ratio_cells, "style": style_cells,
-             "allocation": allocation_cells, "main": main_cells}
     out: dict[str, list] = {}
     with timer() as t:
         for seed in tqdm(seeds, desc="seed", disable=not show_progress):
-            for part, make in parts.items():
-                for table, rows in collect(make(profile, domain, seed), domain=domain, seed=seed, part=part).items():
+            for part in parts:
+                for table, rows in collect(PARTS[part](profile, seed), domain=DOMAIN, seed=seed, part=part).items():
                     out.setdefault(table, []).extend(rows)
-            out.setdefault("baselines", []).extend(baseline_rows(profile, domain, seed))
     stage1, stage2 = configs(profile, seeds[0])
-    config = {"profile": profile.to_dict(), "domain": domain, "ratios": RATIOS, "gl_shares": GL_SHARES,
-              "step_budget": 2 * profile.train_steps, "stage1": stage1.__dict__, "stage2": stage2.to_dict()}
+    config = {"profile": profile.to_dict(), "domain": DOMAIN, "ratios": RATIOS, "moved_share": MOVED_SHARE,
+              "step_budget": stage1.steps + stage2.steps, "stage1": stage1.__dict__, "stage2": stage2.to_dict(),
+              "compute_seconds": stages.compute_seconds(out.get("training", []))}
     save_results(NAME, profile_name, out, config, list(seeds), t["seconds"])
     return {k: pd.DataFrame(v) for k, v in out.items()}
 
 
-def ablation_claims(retrieval: pd.DataFrame, training: pd.DataFrame) -> pd.DataFrame:
-    """The claims of Tables 4-6 and Figure 3 from the ablation run (one domain, every seed)."""
-    paper = paper_numbers()
-    ndcg = retrieval[retrieval.metric == "NDCG@10"]
-    part = {name: ndcg[ndcg.part == name] for name in ndcg.part.unique()}
+def _part(retrieval: pd.DataFrame, name: str) -> pd.DataFrame:
+    return retrieval[(retrieval.part == name) & (retrieval.metric == "NDCG@10")]
+
+
+def attention_claims(retrieval: pd.DataFrame) -> pd.DataFrame:
+    """Table 4. The paper's claim is a difference of drops: bidirectional attention costs IB-GL more
+    than it costs GL (IB-GL's states were trained to be read causally, through the bottleneck)."""
+    t4 = {r["stage1"]: r for r in paper_numbers()["table4_attention"]["rows"]}
+    part = _part(retrieval, "attention")
+    drop = {start: per_query_differences(part, f"{start}+CL (causal)", f"{start}+CL (bidirectional)")
+            for start in ("GL", "IB-GL")}
+    paper_drop = {s: t4[s]["causal"] - t4[s]["bidirectional"] for s in t4}
+    return claim_family([
+        judged_claim("after IB-GL, causal contrastive learning beats bidirectional", drop["IB-GL"], +1, paper_drop["IB-GL"]),
+        judged_claim("bidirectional attention costs IB-GL more than GL (drop after IB-GL minus drop after GL)",
+                     {s: drop["IB-GL"][s] - drop["GL"][s] for s in drop["IB-GL"].keys() & drop["GL"].keys()}, +1,
+                     paper_drop["IB-GL"] - paper_drop["GL"])])
+
+
+def ratio_means(retrieval: pd.DataFrame) -> pd.DataFrame:
+    """Table 5: NDCG@10 (x100) per ratio, mean and std over seeds."""
+    part = _part(retrieval, "ratio").assign(r=lambda t: t.model.str.removeprefix("r=").astype(float))
+    return (100 * part.groupby("r").score.agg(["mean", "std"])).round(1)
+
+
+def ratio_claims(retrieval: pd.DataFrame) -> pd.DataFrame:
+    """Table 5: the paper recommends r = 8 and finds the best ratio inside the sweep: r = 8 against
+    the mildest and the harshest ratio of ours, and the best ratio against both ends."""
+    part = _part(retrieval, "ratio")
+    means = ratio_means(retrieval)["mean"]
+    lo, hi, best = f"r={min(RATIOS):g}", f"r={max(RATIOS):g}", f"r={means.idxmax():g}"
+    rows = [judged_claim(f"r={RATIO:g} beats {end}", per_query_differences(part, f"r={RATIO:g}", end), +1)
+            for end in (lo, hi)]
+    if best not in (lo, hi, f"r={RATIO:g}"):
+        rows += [judged_claim(f"the best ratio, {best}, beats {end}", per_query_differences(part, best, end), +1)
+                 for end in (lo, hi)]
+    return claim_family(rows)
+
+
+def style_claims(retrieval: pd.DataFrame) -> pd.DataFrame:
+    """Table 6's retrieval column: the bottleneck helps in both data styles."""
+    t6 = {r["model"]: r for r in paper_numbers()["table6_styles"]["rows"]}
+    part = _part(retrieval, "style")
+    return claim_family([judged_claim(f"{ib} beats {std}", per_query_differences(part, ib, std), +1,
+                                      t6[ib]["retrieval"] - t6[std]["retrieval"])
+                         for ib, std in [("IB-GL (SFT)", "Standard SFT"), ("IB-GL (PT)", "Standard PT")]])
+
+
+def allocation_claims(retrieval: pd.DataFrame) -> pd.DataFrame:
+    """Figure 3: at a fixed budget, IB-GL beats GL at every split, and the best split beats CL only."""
+    part = _part(retrieval, "allocation")
     rows = []
-    t4 = {r["stage1"]: r for r in paper["table4_attention"]["rows"]}
-    d = paired_differences(part["attention"], "IB-GL+CL (causal)", "IB-GL+CL (bidirectional)")
-    rows.append(paired_claim("after IB-GL, causal contrastive learning beats bidirectional (NDCG@10 x100)", d,
-                             t4["IB-GL"]["causal"] - t4["IB-GL"]["bidirectional"]))
-    ratio = part["ratio"].assign(r=lambda t: t.model.str.removeprefix("r=").astype(float))
-    means = ratio.groupby("r").score.mean()
-    best = float(means.idxmax())
-    rows.append(claim_row("the best compression ratio is interior, neither the mildest nor the harshest (best r)",
-                          best, float("nan"), float("nan"), "reproduced" if means.index.min() < best < means.index.max()
-                          else "not reproduced"))
-    t6 = {r["model"]: r for r in paper["table6_styles"]["rows"]}
-    for ib, std in [("IB-GL (SFT)", "Standard SFT"), ("IB-GL (PT)", "Standard PT")]:
-        d = paired_differences(part["style"], ib, std)
-        rows.append(paired_claim(f"{ib} beats {std} (NDCG@10 x100)", d, t6[ib]["retrieval"] - t6[std]["retrieval"]))
-    alloc = part["allocation"]
-    d = [x for share in sorted(alloc.gl_share.unique()) if share > 0
-         for x in paired_differences(alloc[alloc.gl_share == share], "IB-GL", "GL")]
-    rows.append(paired_claim("with a fixed step budget, IB-GL beats GL at every share given to stage 1 (NDCG@10 x100)",
-                             d, float("nan")))
-    secs = training[(training.part == "style") & (training.stage == 1)].pivot_table(index="seed", columns="model",
-                                                                                     values="seconds")
-    for ib, std in [("IB-GL (SFT)", "Standard SFT"), ("IB-GL (PT)", "Standard PT")]:
-        ratios = secs[ib] / secs[std]
-        rows.append(claim_row(f"stage-1 wall time, {ib} / {std}", float(ratios.mean()), spread(ratios, 1.0),
-                              t6[ib]["time"], "(timing: see the step-time benchmark)"))
-    return pd.DataFrame(rows)
+    for s1 in sorted(part[part.model != "CL only"].stage1_steps.unique()):
+        at = part[part.stage1_steps == s1]
+        rows.append(judged_claim(f"IB-GL beats GL with {s1} of {int(part.steps.max())} steps in stage 1",
+                                 per_query_differences(at, "IB-GL", "GL"), +1, stage1_steps=int(s1)))
+    for s1 in sorted(part[part.model == "IB-GL"].stage1_steps.unique()):
+        both = part[(part.model == "CL only") | ((part.model == "IB-GL") & (part.stage1_steps == s1))]
+        rows.append(judged_claim(f"IB-GL ({s1} stage-1 steps) + CL beats CL only at the same budget",
+                                 per_query_differences(both[both.steps == both.steps.max()], "IB-GL", "CL only"), +1,
+                                 stage1_steps=int(s1)))
+    return claim_family(rows)
 
 
-def main_claims(retrieval: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFrame:
-    """LBR against the reference points on the same evaluation sets (NDCG@10, paired by seed)."""
-    table = pd.concat([baselines, retrieval[retrieval.part == "main"]])
-    ndcg = table[table.metric == "NDCG@10"]
-    return pd.DataFrame([paired_claim(f"LBR beats {other} (NDCG@10 x100)",
-                                      paired_differences(ndcg, "LBR (IB-GL + CL)", other), float("nan"))
-                         for other in ["BM25", "all-MiniLM-L6-v2", "LLM + CL (mean pooling)"]])
+def allocation_points(retrieval: pd.DataFrame) -> pd.DataFrame:
+    """Figure 3's points: NDCG@10 (x100) per method and stage-1 share of the budget, over seeds."""
+    part = _part(retrieval, "allocation")
+    part = part[part.steps == part.steps.max()]
+    return (100 * part.groupby(["model", "stage1_steps"]).score.agg(["mean", "std"])).reset_index()
 
 
 def step_time_claims(bench: dict) -> pd.DataFrame:
@@ -158,13 +169,32 @@ def step_time_claims(bench: dict) -> pd.DataFrame:
         claim_row("IB-GL (PT) step time / standard PT step time", pt, float("nan"), paper["IB-GL (PT)"], "(reported)")])
 
 
+def judged(record: dict) -> dict[str, pd.DataFrame]:
+    """Every claim family of the chapter, judged (raw numbers)."""
+    retrieval = load_tables(record)["retrieval"]
+    parts = set(retrieval.part)
+    makers = {"Table 4: attention in stage 2": ("attention", attention_claims),
+              "Table 5: compression ratio (stage 1 only)": ("ratio", ratio_claims),
+              "Table 6: data style of stage 1": ("style", style_claims),
+              "Figure 3: one budget, split between the stages": ("allocation", allocation_claims)}
+    return {title: make(retrieval) for title, (part, make) in makers.items() if part in parts}
+
+
+def synthesis(record: dict) -> str:
+    """The report's opening words on this chapter: its verdict counts and Table 5's best ratio."""
+    families = judged(record)
+    retrieval = load_tables(record)["retrieval"]
+    best = f" The best compression ratio by mean NDCG@10 is r = {ratio_means(retrieval)['mean'].idxmax():g}." \
+        if "ratio" in set(retrieval.part) else ""
+    return (f"**LBR's ablations (chapter 5b; {DOMAIN}; seeds {record['provenance']['seeds']}).** "
+            f"{stages.verdict_counts(families)}.{best}")
+
+
 def claims(records: dict[str, dict]) -> dict[str, pd.DataFrame | str | tuple[str, pd.DataFrame]]:
     if NAME not in records:
         return {}
-    tables = load_tables(records[NAME])
-    out = {"scale": scale_line(records[NAME]),
-           "Tables 4-6 and Figure 3": ablation_claims(tables["retrieval"], tables["training"]),
-           "Main comparison": main_claims(tables["retrieval"], tables["baselines"])}
+    out = {"scale": scale_line(records[NAME])}
+    out |= {title: display_claims(table) for title, table in judged(records[NAME]).items()}
     if "bench_ib_gl" in records:
         out["Training step time (benchmarks/bench_ib_gl.py)"] = (provenance_line(records["bench_ib_gl"]),
                                                                  step_time_claims(records["bench_ib_gl"]))
