@@ -7,6 +7,28 @@ import numpy as np
 import pandas as pd
 
 
+# One colour per model or method, in every figure of the book (tab10's hues, fixed by name).
+PALETTE = {
+    "BM25": "#7f7f7f", "MiniLM": "#17becf", "MiniLM+CL": "#1f77b4",
+    "LLM": "#bcbd22", "LLM+GL": "#ff7f0e", "LLM+IB-GL": "#2ca02c",
+    "LLM+CL": "#d62728", "LLM+CL (last token)": "#9467bd", "LLM+CL (mean)": "#8c564b",
+    "LLM+GL+CL": "#e377c2", "LLM+IB-GL+CL": "#006d2c",
+    "GL": "#ff7f0e", "IB-GL": "#2ca02c", "CL only": "#d62728",
+}
+VERDICT_COLOURS = {"reproduced": "#2ca02c", "contradicted": "#d62728", "inconclusive": "#7f7f7f"}
+
+
+def colour_of(name: str) -> str:
+    """The book's colour for a model: its own, else that of the longest name it starts with (so
+    "LLM+CL @ equal compute" is LLM+CL's red), else a fixed tab10 hue derived from the name."""
+    import zlib
+
+    if name in PALETTE:
+        return PALETTE[name]
+    prefixes = [k for k in PALETTE if name.startswith(k)]
+    return PALETTE[max(prefixes, key=len)] if prefixes else f"C{zlib.crc32(name.encode()) % 10}"
+
+
 def style(ax, xlabel: str | None = None, ylabel: str | None = None, title: str | None = None,
           legend: bool = True, legend_size: int = 8):
     """The book's axis style in one place: labels, a frameless legend (when something is labelled)
@@ -109,7 +131,7 @@ def learning_curves(training: pd.DataFrame, domains: list[str], models: list[str
     faint behind it. What "trained to convergence" means is read off the bottom row: flat at the end.
     A stage-1 checkpoint that several models start from is drawn once, under the first one's name."""
     models = models or list(dict.fromkeys(training.model))
-    colours = {m: f"C{i % 10}" for i, m in enumerate(models)}
+    colours = {m: colour_of(m) for m in models}
     fig, axes = plt.subplots(2, len(domains), figsize=(5.2 * len(domains), 6.4), squeeze=False)
     for col, domain in enumerate(domains):
         runs = training[(training.domain == domain) & training.model.isin(models)]
@@ -141,7 +163,7 @@ def claim_forest(table: pd.DataFrame, title: str, ax=None, unit: str = "differen
               for r in table.itertuples()]
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 0.45 * len(table) + 1.2))
-    colours = {"reproduced": "C2", "contradicted": "C3", "inconclusive": "0.5"}
+    colours = VERDICT_COLOURS
     y = np.arange(len(table))[::-1]
     for yi, r in zip(y, table.itertuples()):
         colour = colours.get(r.verdict, "0.5")

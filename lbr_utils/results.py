@@ -145,3 +145,17 @@ def provenance_line(record: dict) -> str:
     return (f"Numbers from results/{p['profile']}/{record['experiment']}.json: profile `{p['profile']}`, "
             f"commit {p['git_commit'][:12]}, {p['date'][:10]}, seeds {p['seeds']}, "
             f"wall time {p['wall_time_s']:.0f} s, peak memory {p['peak_memory_mib']:.0f} MiB.")
+
+
+def reuse_note(experiment: str, profile: str, reused: bool) -> str:
+    """What a chapter page shows: the committed results, or a fresh run, and how to get the other."""
+    if not reused:
+        return f"Computed in this run (profile `{profile}`), and written to `results/{profile}/{experiment}.json`."
+    try:
+        costs = {c["notebook"]: c["wall_time_s"] for c in load_results("notebook_costs", profile)["metrics"]}
+        cost = f" (about {costs[experiment + '.ipynb'] / 60:.0f} min on two CPU cores)" if experiment + ".ipynb" in costs else ""
+    except FileNotFoundError:
+        cost = ""
+    return (f"Showing the committed results, `results/{profile}/{experiment}.json`. To recompute them, set "
+            f"`reuse_results = False` in the parameters cell and run all{cost}, or run "
+            f"`python -m lbr_utils.cli.reproduce --profile {profile} --only {experiment}.ipynb`.")

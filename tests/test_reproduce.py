@@ -30,3 +30,34 @@ def test_a_notebook_is_stale_until_stamped_and_again_when_its_source_changes(tmp
 
 def test_parameters_are_python_literals_or_strings():
     assert _literal("True") is True and _literal("3") == 3 and _literal("medical,code") == "medical,code"
+
+
+def test_a_stamped_page_hides_papermills_cell_and_says_when_it_is_not_the_studys_run(tmp_path):
+    """The injected parameters are kept for the record but removed from the page; a page executed
+    in another profile than ``cpu`` says so at its top, and the note is not a source change."""
+    path = tmp_path / "ch01_demo.ipynb"
+    _notebook(path, "x = 1")
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.insert(1, nbformat.v4.new_code_cell("profile = 'smoke'", metadata={"tags": ["injected-parameters"]}))
+    nbformat.write(nb, path)
+    stamp_outputs(path, "smoke")
+    cells = nbformat.read(path, as_version=4).cells
+    assert "remove-cell" in cells[2].metadata["tags"] and "`smoke` run" in cells[1].source
+    assert stale_notebooks(tmp_path) == []
+    stamp_outputs(path, "cpu")
+    assert not any("`smoke` run" in c.source for c in nbformat.read(path, as_version=4).cells)
+
+
+def test_every_chapter_opens_with_its_idea_and_reuses_the_committed_results_by_default():
+    """A reader's "Run all" shows the committed results (reuse_results = True), the install cell for
+    Colab is folded, and so is the import cell after the parameters."""
+    from lbr_utils.cli.reproduce import notebooks
+
+    for path in notebooks():
+        cells = nbformat.read(path, as_version=4).cells
+        assert cells[0].cell_type == "markdown", path.name
+        p = next(i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", []))
+        assert "reuse_results = True" in cells[p].source, path.name
+        assert "hide-input" in cells[p + 1].metadata.get("tags", []) and "import" in cells[p + 1].source, path.name
+        install = [c for c in cells if 'find_spec("lbr_utils")' in c.source]
+        assert len(install) == 1 and "hide-cell" in install[0].metadata["tags"], path.name

@@ -38,3 +38,14 @@ def test_tables_are_stored_as_rows_and_read_back_as_frames(tmp_path):
     record = load_results("demo", "smoke", root=tmp_path)
     assert record["metrics"]["retrieval"] == [{"model": "a", "score": 0.5}, {"model": "b", "score": 0.25}]
     assert load_tables(record)["retrieval"].equals(table)
+
+
+def test_a_page_says_whether_it_shows_the_committed_results_and_how_to_recompute(tmp_path, monkeypatch):
+    from lbr_utils.results import reuse_note, save_results
+
+    monkeypatch.setenv("LBR_RESULTS_DIR", str(tmp_path))
+    assert reuse_note("ch03_contrastive", "cpu", False).startswith("Computed in this run")
+    note = reuse_note("ch03_contrastive", "cpu", True)
+    assert "reuse_results = False" in note and "--only ch03_contrastive.ipynb" in note and "min" not in note
+    save_results("notebook_costs", "cpu", [{"notebook": "ch03_contrastive.ipynb", "wall_time_s": 1800.0}], {}, None, 1.0)
+    assert "about 30 min on two CPU cores" in reuse_note("ch03_contrastive", "cpu", True)

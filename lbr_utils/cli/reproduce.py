@@ -1,9 +1,12 @@
 """Reproduce the book: execute every notebook with papermill in one profile, then build the book.
 
-    python -m lbr_utils.cli.reproduce --profile smoke     # CI-sized, ~minutes
-    python -m lbr_utils.cli.reproduce --profile cpu       # the book's numbers, hours on 2 cores
+    python -m lbr_utils.cli.reproduce --profile smoke              # CI-sized, ~minutes
+    python -m lbr_utils.cli.reproduce --profile cpu --in-place     # the book's numbers, hours on 2 cores
 
-Each notebook's wall time and peak memory (the kernel's resident set, sampled) are printed and
+By default the executed notebooks go to ``_build/executed/<profile>/`` and the committed ones (which
+carry the ``cpu`` study's outputs) are left untouched, so the book that is built shows the study's
+numbers; ``--in-place`` writes the chapters themselves (what a maintainer does to re-render the
+book). Each notebook's wall time and peak memory (the kernel's resident set, sampled) are printed and
 written to ``results/<profile>/notebook_costs.json``, so a reader knows what a chapter costs.
 """
 
@@ -62,26 +65,48 @@ class _PeakRSS:
         self._thread.join()
 
 
+def _ipc_kernel_manager():
+    """A kernel manager that talks to its kernel over local sockets (IPC) instead of TCP: the kernel
+    then has nothing to warn about (over TCP every kernel logs an "unencrypted transport" warning,
+    which buried a reproduce log in hundreds of identical lines)."""
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    class IPCKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _default_transport(self) -> str:
+            return "ipc"
+
+    return IPCKernelManager
+
+
 def execute(notebook: Path, profile: str, output: Path, cwd: Path | None = None, parameters: dict | None = None) -> dict:
     """Run one notebook with papermill (``profile`` and ``parameters`` injected into its ``parameters`` cell)."""
     import papermill
 
     output.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
+    # A notebook shows the committed results by default (a reader's "Run all" takes minutes); this
+    # command computes them unless told otherwise.
+    parameters = {"profile": profile, "reuse_results": False, **(parameters or {})}
     with _PeakRSS() as mem:
-        papermill.execute_notebook(str(notebook), str(output), parameters={"profile": profile, **(parameters or {})},
+        papermill.execute_notebook(str(notebook), str(output), parameters=parameters,
                                    cwd=str(cwd or notebook.parent), kernel_name="python3",
-                                   progress_bar=False, log_output=False)
+                                   progress_bar=False, log_output=False, kernel_manager_class=_ipc_kernel_manager())
     stamp_outputs(output, profile)
     return {"notebook": notebook.name, "wall_time_s": round(time.perf_counter() - start, 1),
             "peak_memory_mib": round(mem.peak / 2**20, 1)}
 
 
+PROFILE_NOTE = "lbr-profile-note"  # the tag of the note that a page shows another profile's run
+
+
 def source_hash(notebook: Path) -> str:
-    """A hash of a notebook's cell sources, leaving out papermill's injected-parameters cell (so an
-    executed notebook and its source hash alike)."""
+    """A hash of a notebook's cell sources, leaving out papermill's injected-parameters cell and the
+    profile note (so an executed notebook and its source hash alike)."""
     cells = json.loads(notebook.read_text())["cells"]
-    kept = ["".join(c["source"]) for c in cells if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
+    kept = ["".join(c["source"]) for c in cells
+            if not {"injected-parameters", PROFILE_NOTE} & set(c.get("metadata", {}).get("tags", []))]
     return hashlib.sha256("\n\x00".join(kept).encode()).hexdigest()[:16]
 
 
@@ -90,6 +115,16 @@ def stamp_outputs(notebook: Path, profile: str) -> None:
     import nbformat
 
     data = nbformat.read(notebook, as_version=4)
+    for cell in data.cells:  # papermill's copy of the parameters: for the record, not for the page
+        tags = cell.metadata.setdefault("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    data.cells = [c for c in data.cells if PROFILE_NOTE not in c.metadata.get("tags", [])]
+    if profile != "cpu":  # every page of a book built from such outputs says so
+        note = nbformat.v4.new_markdown_cell(f"```{{note}}\nThis page shows a `{profile}` run, not the study's "
+                                             f"numbers (those are the `cpu` profile's).\n```")
+        note.metadata["tags"] = [PROFILE_NOTE]
+        data.cells.insert(1, note)
     data.metadata["lbr"] = {"profile": profile, "source_hash": source_hash(notebook),
                             "code": chapter_fingerprint(notebook),
                             "commit": git_commit(),
@@ -149,7 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", choices=PROFILE_NAMES, default="smoke")
     parser.add_argument("--only", nargs="*", help="notebook file names to run (default: all)")
     parser.add_argument("--output-dir", type=Path,
-                        help="write executed notebooks here instead of in place (the book renders in-place ones)")
+                        help="where the executed notebooks go (default: _build/executed/<profile>/)")
+    parser.add_argument("--in-place", action="store_true",
+                        help="execute the chapters in notebooks/ themselves (their outputs are what the book renders)")
     parser.add_argument("--no-book", action="store_true", help="skip building the book")
     parser.add_argument("--stale", action="store_true",
                         help="list notebooks whose rendered outputs are older than their source, and exit")
@@ -168,12 +205,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"no notebooks matched {args.only}")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     costs, start = [], time.perf_counter()
+    if args.in_place and args.output_dir:
+        parser.error("--in-place and --output-dir exclude each other")
+    out_dir = None if args.in_place else (args.output_dir or REPO_ROOT / "_build" / "executed" / args.profile)
+    print(f"Executing {len(chosen)} notebook(s), profile {args.profile}, into "
+          f"{'notebooks/ (in place)' if out_dir is None else out_dir}", flush=True)
     for nb in chosen:
-        out = (args.output_dir / nb.name) if args.output_dir else nb
-        cost = execute(nb, args.profile, out, parameters=extra)
+        cost = execute(nb, args.profile, out_dir / nb.name if out_dir else nb, parameters=extra)
         costs.append(cost)
-        print(f"{nb.name}: {cost['wall_time_s']:.1f} s, peak memory {cost['peak_memory_mib']:.0f} MiB", flush=True)
-    if not args.output_dir and not extra.get("reuse_results"):  # a re-render is not what a chapter costs
+        print(f"  {nb.name:<28} ok  {cost['wall_time_s']:7.1f} s  peak {cost['peak_memory_mib'] / 1024:5.2f} GiB", flush=True)
+    if not extra.get("reuse_results"):  # a re-render is not what a chapter costs
         save_notebook_costs(args.profile, costs, time.perf_counter() - start)
     if not args.no_book:
         build_book()

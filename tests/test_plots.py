@@ -1,0 +1,40 @@
+"""The book's figures: one colour per model everywhere, curves and claim plots drawn from their tables."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pandas as pd  # noqa: E402
+
+from lbr_utils.plots import PALETTE, VERDICT_COLOURS, claim_forest, colour_of, learning_curves  # noqa: E402
+
+
+def test_a_model_keeps_its_colour_under_any_suffix():
+    assert colour_of("LLM+CL @ equal compute") == PALETTE["LLM+CL"] != colour_of("LLM+CL (last token) @ equal compute")
+    assert colour_of("LLM+IB-GL+CL") == PALETTE["LLM+IB-GL+CL"] != PALETTE["LLM+IB-GL"]
+    assert colour_of("r=16") == colour_of("r=16") and colour_of("r=16").startswith("C")
+
+
+def test_learning_curves_draw_a_mean_per_model_and_a_stage1_checkpoint_once():
+    curve = [{"step": 1, "dev NDCG@10": 0.1}, {"step": 2, "dev NDCG@10": 0.2}]
+    loss = [{"step": 1, "loss": 3.0}, {"step": 2, "loss": 2.0}]
+    training = pd.DataFrame([
+        {"model": "LLM+IB-GL", "domain": "d", "seed": 0, "stage": 1, "seconds": 5.0, "loss_curve": loss, "dev_curve": []},
+        {"model": "LLM+IB-GL+CL", "domain": "d", "seed": 0, "stage": 1, "seconds": 5.0, "loss_curve": loss, "dev_curve": []},
+        {"model": "LLM+IB-GL+CL", "domain": "d", "seed": 0, "stage": 2, "seconds": 1.0, "loss_curve": [], "dev_curve": curve},
+        {"model": "LLM+CL", "domain": "d", "seed": 0, "stage": 2, "seconds": 1.0, "loss_curve": [], "dev_curve": curve}])
+    fig = learning_curves(training, ["d"])
+    top, bottom = fig.axes
+    assert [line.get_label() for line in top.lines if not line.get_label().startswith("_")] == ["LLM+IB-GL"]
+    labelled = {line.get_label(): line.get_color() for line in bottom.lines if not line.get_label().startswith("_")}
+    assert labelled == {"LLM+IB-GL+CL": PALETTE["LLM+IB-GL+CL"], "LLM+CL": PALETTE["LLM+CL"]}
+    assert list(bottom.lines[-1].get_ydata()) == [10.0, 20.0]  # x100
+
+
+def test_the_claim_plot_colours_each_interval_by_its_verdict():
+    table = pd.DataFrame([{"claim": "a", "ours": 2.0, "ci_low": 1.0, "ci_high": 3.0, "paper": 4.0, "verdict": "reproduced"},
+                          {"claim": "b", "ours": 0.5, "ci_low": -1.0, "ci_high": 2.0, "paper": None, "verdict": "inconclusive"}])
+    ax = claim_forest(table, "t")
+    intervals = [line for line in ax.lines if len(line.get_xdata()) == 2 and line.get_linewidth() == 2.5]
+    assert [tuple(line.get_xdata()) for line in intervals] == [(1.0, 3.0), (-1.0, 2.0)]
+    assert [line.get_color() for line in intervals] == [VERDICT_COLOURS["reproduced"], VERDICT_COLOURS["inconclusive"]]
