@@ -84,6 +84,13 @@ class ContrastiveConfig:
         return 2 * self.max_length + 16 if self.pack else None
 
 
+def dev_scores(per_query: dict[str, float]) -> dict:
+    """A dev-curve point: mean NDCG@10 and every query's (in the dev set's order), so the gain over a
+    stretch of training can be judged query by query."""
+    scores = list(per_query.values())
+    return {"dev NDCG@10": sum(scores) / len(scores), "dev per query": scores}
+
+
 def _train_config(cfg: ContrastiveConfig, show_progress: bool, dev: RetrievalSet | None, eval_at: tuple[int, ...] = (),
                   checkpoint_dir: str | None = None) -> TrainConfig:
     """The training-loop settings of a contrastive run (LLM or encoder alike)."""
@@ -140,8 +147,7 @@ def train_contrastive(model, tokenizer, records: list[QARecord], cfg: Contrastiv
             at_steps[step](embedder.replace(bf16=True))  # a fresh cache: the weights moved
         if dev is None or not cfg.eval_every or (step % cfg.eval_every and step != cfg.steps):
             return {}
-        per_query = ranked_ndcg(embedder.replace(bf16=True).embed, dev)
-        return {"dev NDCG@10": sum(per_query.values()) / len(per_query)}
+        return dev_scores(ranked_ndcg(embedder.replace(bf16=True).embed, dev))
 
     result = train(model, loss_fn, batcher, _train_config(cfg, show_progress, dev, tuple(at_steps), checkpoint_dir),
                    evaluate=evaluate if dev is not None or at_steps else None)
@@ -179,8 +185,7 @@ def train_encoder(records: list[QARecord], cfg: ContrastiveConfig, path: str | N
         return info_nce(encode(batch["queries"]), encode(batch["positives"]), temperature=cfg.temperature)
 
     def evaluate(step: int) -> dict:
-        per_query = ranked_ndcg(embedder.replace().embed, dev)
-        return {"dev NDCG@10": sum(per_query.values()) / len(per_query)}
+        return dev_scores(ranked_ndcg(embedder.replace().embed, dev))
 
     result = train(st, loss_fn, batcher, _train_config(cfg, show_progress, dev),
                    evaluate=evaluate if dev is not None else None)

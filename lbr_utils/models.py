@@ -142,8 +142,10 @@ def add_bottleneck_tokens(model: PreTrainedModel, tokenizer: PreTrainedTokenizer
     """Add ``k`` special bottleneck tokens ``<bn_0>``...; resize embeddings; return their ids.
 
     New rows are drawn around the mean of the existing embeddings (transformers' mean resizing), so
-    the untrained tokens do not knock the model's first forward pass off its usual scale. Adding
-    tokens already present is a no-op, so stage 2 can call this on a stage-1 checkpoint.
+    the untrained tokens do not knock the model's first forward pass off its usual scale. The draw
+    uses its own seed, not the process's random state: the same model gets the same rows whatever
+    ran before it (a resumed or split run gives the numbers of an uninterrupted one). Adding tokens
+    already present is a no-op, so stage 2 can call this on a stage-1 checkpoint.
     """
     if k < 1:
         raise ValueError(f"need at least one bottleneck token, got k={k}")
@@ -153,7 +155,9 @@ def add_bottleneck_tokens(model: PreTrainedModel, tokenizer: PreTrainedTokenizer
         level = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # mean resizing is chosen on purpose: no notice in every notebook
         try:
-            model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
         finally:
             hf_logging.set_verbosity(level)
     return tokenizer.convert_tokens_to_ids(tokens)

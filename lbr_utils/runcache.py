@@ -25,6 +25,11 @@ PACKAGE = "lbr_utils"
 PACKAGE_ROOT = Path(__file__).resolve().parent
 # Modules that format, judge or store numbers but never compute them.
 PRESENTATION = frozenset({f"{PACKAGE}.{m}" for m in ("results", "stats", "plots", "report")})
+# Modules that reach a cached computation through values, not code: every cache key built on them
+# holds those values (a cell's key holds its profile's sizes; a stage-1 key its config), and the
+# studies package's __init__ only runs or loads chapters. An edit there (another chapter's sizes)
+# keeps the cache; it still marks the chapters whose numbers it changes as stale.
+VALUES_ONLY = frozenset({f"{PACKAGE}.profiles", f"{PACKAGE}.studies"})
 
 T = TypeVar("T")
 
@@ -91,8 +96,9 @@ def fingerprint(modules: Iterable[str], root: Path = PACKAGE_ROOT) -> str:
 
 def code_fingerprint(*modules: str, root: Path = PACKAGE_ROOT) -> str:
     """The fingerprint that keys a cached computation done by ``modules``: the code it imports,
-    minus the presentation modules that cannot change a number."""
-    return fingerprint(module_closure(modules, root) - PRESENTATION, root)
+    minus the presentation modules that cannot change a number and the modules whose values the
+    keys hold themselves (:data:`VALUES_ONLY`)."""
+    return fingerprint(module_closure(modules, root) - PRESENTATION - VALUES_ONLY, root)
 
 
 def notebook_imports(notebook: Path) -> set[str]:

@@ -379,6 +379,9 @@ def judged_claim(text: str, diffs: Mapping[object, Iterable[float]], expected_si
     ``margin`` (in the units of ``diffs``) turns "A beats B" into "A is at most ``margin`` worse than
     B" (non-inferiority): the verdict reads the CI of ``A - B + margin``; the numbers stay ``A - B``.
     """
+    if margin and expected_sign != 1:
+        raise ValueError("a margin (non-inferiority) needs expected_sign=+1: state the claim as 'A is at most "
+                         "margin worse than B'")
     diffs = {k: np.asarray(v, dtype=float) for k, v in diffs.items()}
     if not diffs:
         return {**labels, "claim": text, "ours": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"),

@@ -144,3 +144,19 @@ def test_frozen_linear_weights_in_bf16_change_nothing_under_autocast():
     assert all(dtypes[n] == torch.float32 for n in dtypes if "lora_" in n or "norm" in n or "embed" in n)
     assert any(d == torch.bfloat16 for d in dtypes.values())
     assert all(torch.equal(p, originals[n]) and p.dtype == torch.float32 for n, p in lora.named_parameters())
+
+
+def test_new_bottleneck_rows_do_not_depend_on_what_ran_before():
+    """Mean resizing draws the new rows at random: from its own seed, so a resumed or split run adds
+    the rows an uninterrupted one does, and the process's random state is left as it was."""
+    from lbr_utils.models import add_bottleneck_tokens, build_tiny
+
+    rows = []
+    for warmup in (0, 5):
+        model, tok = build_tiny()
+        torch.rand(warmup)  # some other work consumed random numbers first
+        state = torch.random.get_rng_state()
+        ids = add_bottleneck_tokens(model, tok, 3)
+        assert torch.equal(torch.random.get_rng_state(), state)
+        rows.append(model.get_input_embeddings().weight[ids].detach().clone())
+    assert torch.equal(rows[0], rows[1])

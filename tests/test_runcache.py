@@ -86,3 +86,15 @@ def test_cached_json_computes_once(tmp_path, monkeypatch):
     first = cached_json("cells", "k", lambda: calls.append(1) or {"x": 1})
     again = cached_json("cells", "k", lambda: calls.append(1) or {"x": 2})
     assert first == again == {"x": 1} and calls == [1]
+
+
+def test_a_profile_edit_keeps_trained_models_but_marks_every_chapter_stale(copies):
+    """Profile sizes reach a cached model through the values in its key, not through code: adding or
+    changing one chapter's sizes must not throw away another's trained cells; the rendered chapters,
+    whose numbers those sizes made, do go stale."""
+    root, notebook_dir = copies
+    before = code_fingerprint("lbr_utils.studies._lbr_cells", root=root), code_fingerprint("lbr_utils.lbr", root=root)
+    assert _stale_after_editing("profiles.py", root, notebook_dir) == set(CHAPTERS)
+    assert (code_fingerprint("lbr_utils.studies._lbr_cells", root=root), code_fingerprint("lbr_utils.lbr", root=root)) == before
+    (root / "lbr.py").open("a").write("\n# a code edit\n")
+    assert code_fingerprint("lbr_utils.studies._lbr_cells", root=root) != before[0]

@@ -122,7 +122,7 @@ def test_what_this_shows_is_written_from_the_judged_claims():
     from lbr_utils.studies.ch05a_lbr_stages import summary
 
     text = summary(_stages_record(0.0))
-    assert "**inconclusive**: LBR beats LLM+CL @ equal compute (the best CL-only LLM) (medical)" in text
+    assert "**inconclusive**: LBR beats LLM+CL @ equal steps (the best CL-only LLM) (medical)" in text
     assert "seeds at this effect size" in text or "+0.0" in text
 
 
@@ -259,8 +259,8 @@ def test_a_claim_about_a_run_that_had_not_flattened_is_not_judged():
         run["dev_curve"] = [{"step": s, "dev NDCG@10": 0.5 + 0.03 * s} for s in (2, 4, 6)]
     families = judged(record)
     equal = families["LBR at equal compute, and what a practitioner would use instead"].set_index("claim")
-    assert equal.loc["LBR beats LLM+CL @ equal compute (the best CL-only LLM)", "verdict"] == \
-        "not judged: LLM+CL @ equal compute not converged"
-    assert np.isnan(equal.loc["LBR beats LLM+CL @ equal compute (the best CL-only LLM)", "p_holm"])
+    assert equal.loc["LBR beats LLM+CL @ equal steps (the best CL-only LLM)", "verdict"] == \
+        "not judged: LLM+CL @ equal steps not converged"
+    assert np.isnan(equal.loc["LBR beats LLM+CL @ equal steps (the best CL-only LLM)", "p_holm"])
     assert equal.loc["LBR beats BM25", "verdict"] == "reproduced"
     assert "not judged" in verdict_counts(families)

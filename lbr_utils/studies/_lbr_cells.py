@@ -13,13 +13,15 @@ query order), so two models of one (domain, seed) can be compared query by query
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..data import DomainSplits, load_domain
 from ..embedders import SentenceTransformerEmbedder
 from ..evaluate import BM25, evaluate_models, ranked_ndcg
 from ..generate import generation_scores, greedy_generate
 from ..geometry import separation_ratio
-from ..lbr import ContrastiveConfig, GenerativeConfig, configs, max_length, trained_embedder
 from ..contrastive import train_encoder
+from ..lbr import ContrastiveConfig, GenerativeConfig, configs, max_length, trained_embedder
 from ..pooling import token_ids
 from ..profiles import Profile
 from ..results import paper_numbers
@@ -46,13 +48,18 @@ def _retrieval_row(embed, splits: DomainSplits, stage1_steps: int, stage2_steps:
             "stage1_steps": stage1_steps, "stage2_steps": stage2_steps, "steps": stage1_steps + stage2_steps}
 
 
-def _compute_cell(profile, domain, seed, stage1, stage2, generate, snapshots, show_progress) -> dict[str, list]:
+def _compute_cell(profile, domain, seed, stage1, stage2, generate, snapshots, cl_data, readout,
+                  show_progress) -> dict[str, list]:
     splits = load_domain(domain, profile, seed)
+    if cl_data == "gl+cl":  # contrastive learning on every labelled pair LBR's two stages see
+        splits = replace(splits, cl=splits.gl + splits.cl)
     s1 = stage1.steps if stage1 else 0
     retrieval = []
     at_steps = {step: (lambda emb, step=step: retrieval.append(_retrieval_row(emb.embed, splits, s1, step)))
                 for step in snapshots}
     embedder, training = trained_embedder(profile, domain, seed, stage1, stage2, show_progress, splits, at_steps)
+    if readout:
+        embedder = embedder.replace(pooling=readout)
     retrieval.append(_retrieval_row(embedder.embed, splits, s1, stage2.steps if stage2 else 0))
     out = {"retrieval": retrieval, "training": training}
     if stage2 is None:
@@ -68,19 +75,24 @@ def _compute_cell(profile, domain, seed, stage1, stage2, generate, snapshots, sh
 
 def run_cell(profile: Profile, domain: str, seed: int, name: str, stage1: GenerativeConfig | None,
              stage2: ContrastiveConfig | None, generate: bool = False, snapshots: tuple[int, ...] = (),
-             show_progress: bool = False) -> dict[str, list]:
+             cl_data: str = "cl", readout: str | None = None, show_progress: bool = False) -> dict[str, list]:
     """One model of the study, scored, as ``{table: rows}`` plus its ``name``; computed once per key.
 
     ``snapshots`` are stage-2 steps (below ``stage2.steps``) at which the evaluation set is scored as
-    well: one retrieval row each, so a long run also gives the shorter budgets' models."""
+    well: one retrieval row each, so a long run also gives the shorter budgets' models.
+    ``cl_data="gl+cl"`` trains stage 2 on the GL and CL splits together; ``readout`` reads the final
+    model with another pooling (e.g. ``"last"`` for a model whose bottleneck rows never trained)."""
+    if cl_data not in ("cl", "gl+cl"):
+        raise ValueError(f"cl_data must be 'cl' or 'gl+cl', got {cl_data!r}")
     key = cache_key(code_fingerprint(__name__), profile=profile.to_dict(), domain=domain, seed=seed,
                     stage1=stage1.__dict__ if stage1 else None, stage2=stage2.to_dict() if stage2 else None,
-                    generate=generate, snapshots=list(snapshots))
+                    generate=generate, snapshots=list(snapshots), cl_data=cl_data, readout=readout)
     return cached_json("lbr_cells", key, lambda: _compute_cell(profile, domain, seed, stage1, stage2, generate,
-                                                                snapshots, show_progress)) | {"name": name}
+                                                                snapshots, cl_data, readout, show_progress)) | {"name": name}
 
 
 def _compute_baseline(profile: Profile, domain: str, seed: int, kind: str, cfg: ContrastiveConfig) -> dict[str, list]:
+    """BM25, MiniLM as is, or MiniLM fine-tuned with ``cfg`` (its ``max_length`` applies to both MiniLMs)."""
     splits = load_domain(domain, profile, seed)
     if kind == "BM25":
         [row] = evaluate_models({kind: BM25}, {domain: splits.eval}, per_query=True).query("metric == 'NDCG@10'") \
@@ -96,24 +108,30 @@ def _compute_baseline(profile: Profile, domain: str, seed: int, kind: str, cfg: 
             "training": [{"stage": 2, **result.summary()}]}
 
 
-def encoder_config(profile: Profile, seed: int, steps: int) -> ContrastiveConfig:
-    """all-MiniLM-L6-v2 fine-tuned on the CL pairs: the LLM runs' batch, temperature (MNRL's scale 20),
-    text length and dev curve, full fine-tuning at a learning rate for a small encoder."""
+def encoder_config(profile: Profile, seed: int, steps: int, length: int | None = None) -> ContrastiveConfig:
+    """all-MiniLM-L6-v2 fine-tuned on the CL pairs: the LLM runs' batch, temperature (MNRL's scale 20)
+    and dev curve; full fine-tuning at a learning rate for a small encoder, with sentence-transformers'
+    usual schedule (warmup, then decay: the model is scored only at its end); texts cut to ``length``
+    word pieces (default: as many as the LLM runs read, in its own tokens)."""
     _, stage2 = configs(profile, seed)
     return ContrastiveConfig(steps=steps, batch_size=stage2.batch_size, lr=5e-5, temperature=stage2.temperature,
-                             lora_rank=0, max_length=max_length(profile), seed=seed,
+                             lora_rank=0, max_length=length or max_length(profile), seed=seed,
                              eval_every=stage2.eval_every)
 
 
-def run_baseline(profile: Profile, domain: str, seed: int, kind: str, steps: int = 0) -> dict[str, list]:
+def run_baseline(profile: Profile, domain: str, seed: int, kind: str, steps: int = 0,
+                 length: int | None = None) -> dict[str, list]:
     """A practitioner's baseline on the evaluation set: ``"BM25"``, ``"MiniLM"`` as is, or ``"MiniLM+CL"``
-    (fine-tuned for ``steps`` on the same contrastive pairs with the same loss). Cached like a cell."""
+    (fine-tuned for ``steps`` on the same contrastive pairs with the same loss); MiniLM reads ``length``
+    word pieces (default: the LLM runs' length). Cached like a cell."""
     if kind not in BASELINES:
         raise ValueError(f"unknown baseline {kind!r}; choose one of {', '.join(BASELINES)}")
-    cfg = encoder_config(profile, seed, max(1, steps))
+    cfg = encoder_config(profile, seed, max(1, steps), length)
     key = cache_key(code_fingerprint(__name__), profile=profile.to_dict(), domain=domain, seed=seed, kind=kind,
-                    cfg=cfg.to_dict() if kind == "MiniLM+CL" else None)
-    return cached_json("lbr_cells", key, lambda: _compute_baseline(profile, domain, seed, kind, cfg)) | {"name": kind}
+                    cfg=cfg.to_dict() if kind == "MiniLM+CL" else None,
+                    length=cfg.max_length if kind == "MiniLM" else None)
+    name = kind if length is None else f"{kind} ({length} tokens)"
+    return cached_json("lbr_cells", key, lambda: _compute_baseline(profile, domain, seed, kind, cfg)) | {"name": name}
 
 
 def collect(cells: list[dict], **labels) -> dict[str, list]:
