@@ -264,3 +264,45 @@ def test_a_claim_about_a_run_that_had_not_flattened_is_not_judged():
     assert np.isnan(equal.loc["LBR beats LLM+CL @ equal steps (the best CL-only LLM)", "p_holm"])
     assert equal.loc["LBR beats BM25", "verdict"] == "reproduced"
     assert "not judged" in verdict_counts(families)
+
+
+def test_the_pooled_token_display_marks_only_what_a_pooling_reads():
+    """Last and PromptEOL read one token (weight 1), first the first text token, mean spreads its
+    weight evenly over the text (never on the BOS), echo over the second copy only."""
+    from lbr_utils.studies.ch02_pooling import pooled_weights
+
+    _, tok = build_tiny()
+    text = "fever and cough"
+    for pooling in ("last", "prompteol"):
+        weights = [w for _, w in pooled_weights(tok, text, pooling)]
+        assert weights[-1] == pytest.approx(1.0) and sum(weights) == pytest.approx(1.0) and max(weights[:-1]) == 0
+    from lbr_utils.pooling import bos_ids
+
+    bos = len(bos_ids(tok))  # a BOS, where the tokenizer adds one, is never pooled
+    first = [w for _, w in pooled_weights(tok, text, "first")]
+    assert first.index(1.0) == bos and sum(first) == pytest.approx(1.0)
+    mean = [w for _, w in pooled_weights(tok, text, "mean")]
+    assert all(w == 0 for w in mean[:bos]) and len(set(round(w, 6) for w in mean[bos:])) == 1
+    echo = [w for _, w in pooled_weights(tok, text, "echo")]
+    n = sum(w > 0 for w in echo)
+    assert n == len(mean) - bos and all(w == 0 for w in echo[:-n])  # the second copy, and only it
+    weighted = [w for _, w in pooled_weights(tok, text, "weighted_mean")]
+    assert weighted[bos:] == sorted(weighted[bos:]) and sum(weighted) == pytest.approx(1.0)  # later tokens weigh more
+
+
+def test_pooling_survey_claims_are_judged_per_domain_on_per_query_differences():
+    from lbr_utils.studies.ch02_pooling import SURVEY_CLAIMS, survey_claims
+
+    rng = np.random.default_rng(0)
+    rows = {"main": [], "instruction": []}
+    for a, b, _, _, table in SURVEY_CLAIMS:
+        for model, shift in ((a, 0.1), (b, 0.0)):
+            for seed in (0, 1, 2):
+                for domain in ("medical", "code"):
+                    rows[table].append({"model": model, "task": domain, "metric": "NDCG@10", "seed": seed,
+                                        "per_query": (0.3 + shift + rng.normal(0, 0.01, 30)).tolist()})
+    tables = {k: pd.DataFrame(v).drop_duplicates(subset=["model", "task", "seed"]) for k, v in rows.items()}
+    judged = survey_claims(tables)
+    assert len(judged) == len(SURVEY_CLAIMS) * 2 and set(judged.domain) == {"medical", "code"}
+    first = judged[judged.a == SURVEY_CLAIMS[0][0]]
+    assert (first.verdict == "reproduced").all() and first.ours.round(0).eq(10).all()
