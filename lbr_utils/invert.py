@@ -5,12 +5,19 @@ MLP maps the embedding to ``m`` soft tokens, and a causal LM (SmolLM2 with LoRA)
 text after that prefix. The decoder's only input is the prefix: it never sees a token of the text
 except the ones it has generated itself (teacher-forced during training).
 
+Two attacks need no decoder at all: a bag-of-words probe (a linear or small MLP map from the vector
+to the set of words in its text, Song & Raghunathan 2020) and nearest-neighbour inversion (the closest
+text of a public corpus the attacker embedded himself). They bound what a vector gives away before
+any generation, and a defence is judged against the strongest of the three.
+
 The defence is the simplest one a practitioner controls: Gaussian noise on the stored embeddings.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -123,3 +130,105 @@ def token_f1(tokenizer, hypothesis: str, reference: str) -> float:
         return 0.0
     p, r = overlap / sum(hyp.values()), overlap / sum(ref.values())
     return 2 * p * r / (p + r)
+
+
+# Two attacks that need no decoder: what a vector gives away before any text is generated.
+
+_WORD = re.compile(r"[a-z0-9](?:[a-z0-9.]*[a-z0-9])?")
+
+
+def words(text: str) -> set[str]:
+    """The distinct lower-cased words of ``text`` (letters and digits; a dotted code like ``t85.625``
+    stays one word): the unit a bag-of-words probe recovers and an entity is checked in."""
+    return set(_WORD.findall(text.lower()))
+
+
+def set_scores(guessed: set[str], true: set[str]) -> dict[str, float]:
+    """Precision, recall and F1 of a recovered word set against the text's own."""
+    hit = len(guessed & true)
+    p = hit / len(guessed) if guessed else 0.0
+    r = hit / len(true) if true else 0.0
+    return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if hit else 0.0}
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    hidden: int = 0  # 0: a linear probe; > 0: one hidden layer of this width
+    epochs: int = 200
+    lr: float = 1e-2
+    weight_decay: float = 1e-4
+    min_count: int = 2  # words seen fewer times in the attacker's texts are not in the probe's vocabulary
+    held_out: float = 0.1  # share of the attacker's texts that picks the decision threshold
+    seed: int = 0
+
+
+class BagOfWordsProbe:
+    """A map from an embedding to the set of words in its text (Song & Raghunathan's attack on
+    sentence embeddings): one logistic output per vocabulary word, trained on the attacker's own
+    (text, embedding) pairs, and a single threshold picked to maximise F1 on held-out pairs."""
+
+    def __init__(self, cfg: ProbeConfig = ProbeConfig()) -> None:
+        self.cfg = cfg
+
+    def fit(self, texts: Sequence[str], embeddings: np.ndarray) -> "BagOfWordsProbe":
+        from collections import Counter
+
+        if len(texts) != len(embeddings) or len(texts) < 10:
+            raise ValueError("need one embedding per text, and at least ten texts")
+        cfg = self.cfg
+        bags = [words(t) for t in texts]
+        counts = Counter(w for bag in bags for w in bag)
+        self.vocab = sorted(w for w, c in counts.items() if c >= cfg.min_count)
+        if not self.vocab:
+            raise ValueError(f"no word occurs {cfg.min_count} times in the attacker's texts")
+        index = {w: i for i, w in enumerate(self.vocab)}
+        x = torch.as_tensor(_unit(embeddings))
+        y = torch.zeros(len(texts), len(self.vocab))
+        for row, bag in enumerate(bags):
+            y[row, [index[w] for w in bag if w in index]] = 1.0
+        rng = np.random.default_rng(cfg.seed)
+        order = rng.permutation(len(texts))
+        n_held = max(1, int(cfg.held_out * len(texts)))
+        held, fit = order[:n_held], order[n_held:]
+        torch.manual_seed(cfg.seed)
+        dim = x.shape[1]
+        self.model = (nn.Linear(dim, len(self.vocab)) if not cfg.hidden else
+                      nn.Sequential(nn.Linear(dim, cfg.hidden), nn.GELU(), nn.Linear(cfg.hidden, len(self.vocab))))
+        opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        for _ in range(cfg.epochs):  # full batch: a few thousand texts fit at once
+            opt.zero_grad()
+            F.binary_cross_entropy_with_logits(self.model(x[fit]), y[fit]).backward()
+            opt.step()
+        probs = self._probs(x[held])
+        true = [bags[i] for i in held]
+        self.threshold = max(np.linspace(0.05, 0.95, 19),
+                             key=lambda t: np.mean([set_scores(g, b)["f1"] for g, b in zip(self._words(probs, t), true)]))
+        return self
+
+    @torch.no_grad()
+    def _probs(self, x: torch.Tensor) -> np.ndarray:
+        self.model.eval()
+        return torch.sigmoid(self.model(x)).numpy()
+
+    def _words(self, probs: np.ndarray, threshold: float) -> list[set[str]]:
+        return [{self.vocab[j] for j in np.flatnonzero(row >= threshold)} for row in probs]
+
+    def predict(self, embeddings: np.ndarray) -> list[set[str]]:
+        """The words each embedding's text is guessed to hold."""
+        return self._words(self._probs(torch.as_tensor(_unit(embeddings))), self.threshold)
+
+
+def nearest_neighbour_inversion(embeddings: np.ndarray, public_texts: Sequence[str],
+                                public_embeddings: np.ndarray) -> list[str]:
+    """For each embedding, the text of the closest (cosine) embedding in a public corpus the attacker
+    embedded himself: no training at all. It can only return texts it holds, so it recovers a
+    secret text's words as far as a similar public text shares them."""
+    if len(public_texts) != len(public_embeddings) or not len(public_texts):
+        raise ValueError("need one embedding per public text, and at least one")
+    best = (_unit(embeddings) @ _unit(public_embeddings).T).argmax(1)
+    return [public_texts[i] for i in best]
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    v = np.asarray(vectors, dtype=np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
