@@ -15,7 +15,6 @@ The defence is the simplest one a practitioner controls: Gaussian noise on the s
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -28,6 +27,7 @@ from .generate import decode_greedy
 from .lbr import next_token_losses
 from .models import add_lora
 from .pooling import token_ids
+from .text import set_scores, words
 from .train import TrainConfig, TrainResult, train
 
 
@@ -133,23 +133,6 @@ def token_f1(tokenizer, hypothesis: str, reference: str) -> float:
 
 
 # Two attacks that need no decoder: what a vector gives away before any text is generated.
-
-_WORD = re.compile(r"[a-z0-9](?:[a-z0-9.]*[a-z0-9])?")
-
-
-def words(text: str) -> set[str]:
-    """The distinct lower-cased words of ``text`` (letters and digits; a dotted code like ``t85.625``
-    stays one word): the unit a bag-of-words probe recovers and an entity is checked in."""
-    return set(_WORD.findall(text.lower()))
-
-
-def set_scores(guessed: set[str], true: set[str]) -> dict[str, float]:
-    """Precision, recall and F1 of a recovered word set against the text's own."""
-    hit = len(guessed & true)
-    p = hit / len(guessed) if guessed else 0.0
-    r = hit / len(true) if true else 0.0
-    return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if hit else 0.0}
-
 
 @dataclass(frozen=True)
 class ProbeConfig:

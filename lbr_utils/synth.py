@@ -8,6 +8,7 @@ document it was written for ranks first for it, which throws out queries too vag
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
@@ -17,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import QARecord
+from .text import jaccard
 
 # Few-shot prompts as chat turns: the examples are earlier user/assistant exchanges, so the model's
 # own turn is the answer itself. (Packed into one user message, SmolLM2-135M continued the pattern
@@ -138,3 +140,44 @@ def consistency_filter(embed, records: Sequence[QARecord], pool: Sequence[str] |
     d = d / np.linalg.norm(d, axis=1, keepdims=True)
     best = (q @ d.T).argmax(1)
     return [r for r, b in zip(records, best) if b == index[r.answer]]
+
+
+# What a small writer gets wrong, caught before training: near-copies posing as negatives, and
+# degenerate repetitions posing as queries.
+
+_REPEATED_UNIT = re.compile(r"(.{1,8}?)\1{3,}")  # a unit of 1-8 characters repeated at least four times in a row
+
+
+def degenerate(text: str, min_distinct: float = 0.5) -> bool:
+    """True for a generation that loops instead of writing: a short unit repeated four or more times
+    in a row ("A.A.A.A.", "-11-11-11-11"), or fewer than ``min_distinct`` of its words distinct."""
+    tokens = text.lower().split()
+    return bool(_REPEATED_UNIT.search(text)) or (len(tokens) >= 4 and len(set(tokens)) / len(tokens) < min_distinct)
+
+
+def near_copies(negatives: Sequence[str], positives: Sequence[str], threshold: float = 0.7) -> list[bool]:
+    """For each (negative, positive) pair: is the "negative" the positive again, near enough (word
+    Jaccard >= ``threshold``; "Fracture of the humerus" for "Fracture of humerus" is 0.75)? Such a negative teaches the model to push the right answer away."""
+    if len(negatives) != len(positives):
+        raise ValueError("need one positive per negative")
+    return [jaccard(n, p) >= threshold for n, p in zip(negatives, positives)]
+
+
+def mined_negatives(queries: Sequence[QARecord], pool: Sequence[QARecord], threshold: float = 0.7) -> list[str]:
+    """A hard negative for each synthetic query: the answer BM25 ranks highest for it among ``pool``
+    that belongs to another entity and is not a near-copy of the query's own answer. Unlike a
+    generated look-alike, it is a real text of the domain and never the positive in disguise."""
+    import bm25s
+
+    answers = [r.answer for r in pool]
+    if not answers:
+        raise ValueError("no answers to mine negatives from")
+    retriever = bm25s.BM25()
+    retriever.index(bm25s.tokenize(answers, stopwords="en", show_progress=False), show_progress=False)
+    hits, _ = retriever.retrieve(bm25s.tokenize([q.question for q in queries], stopwords="en", show_progress=False),
+                                 k=min(20, len(answers)), show_progress=False)
+    out = []
+    for q, row in zip(queries, hits):
+        ok = [answers[int(j)] for j in row if pool[int(j)].entity != q.entity and jaccard(answers[int(j)], q.answer) < threshold]
+        out.append(ok[0] if ok else next(a for r, a in zip(pool, answers) if r.entity != q.entity))
+    return out

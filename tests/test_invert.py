@@ -91,7 +91,7 @@ def test_inverter_bad_input(inverter):
 
 
 def test_words_and_set_scores_by_hand():
-    from lbr_utils.invert import set_scores, words
+    from lbr_utils.text import set_scores, words
 
     assert words("Displacement of pump (ICD-10-CM T85.625; other)") == {"displacement", "of", "pump", "icd", "10",
                                                                         "cm", "t85.625", "other"}
@@ -105,7 +105,8 @@ def test_a_bag_of_words_probe_reads_words_that_the_vector_encodes():
     recovers most of them for unseen texts; from shuffled vectors it recovers far less."""
     import numpy as np
 
-    from lbr_utils.invert import BagOfWordsProbe, ProbeConfig, set_scores, words
+    from lbr_utils.invert import BagOfWordsProbe, ProbeConfig
+    from lbr_utils.text import set_scores, words
 
     rng = np.random.default_rng(0)
     vocab = [f"w{i}" for i in range(40)]

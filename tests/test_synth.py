@@ -94,3 +94,28 @@ def test_generations_are_cleaned():
     assert clean_generation(' Query: "broken arm"\nText: more') == "broken arm"
     assert clean_generation("asthma attack") == "asthma attack"
     assert clean_generation("Text: Fracture of humerus") == "Fracture of humerus"
+
+
+def test_degenerate_generations_are_caught_and_ordinary_ones_kept():
+    from lbr_utils.synth import degenerate
+
+    for text in ["(IUI)\n\nA.I.P.A.A.A.A.A.A.A.A.A.A.", ",-2014-11-11-11-11-11-11-11-11-1", "the the the the the the"]:
+        assert degenerate(text), text
+    for text in ["broken upper arm bone", "python sort a list", "Displacement of intrathecal infusion pump"]:
+        assert not degenerate(text), text
+
+
+def test_near_copies_are_flagged_and_mined_negatives_are_never_the_positive():
+    from lbr_utils.data import QARecord
+    from lbr_utils.synth import mined_negatives, near_copies
+    from lbr_utils.text import jaccard
+
+    assert near_copies(["Fracture of humerus", "Fracture of femur, closed"],
+                       ["fracture of the humerus", "Fracture of humerus"]) == [True, False]
+    pool = [QARecord(str(i), "m", f"q{i}", answer, entity) for i, (answer, entity) in enumerate([
+        ("Fracture of humerus", "S42"), ("Fracture of the humerus, left", "S42"), ("Fracture of femur", "S72"),
+        ("Asthma, chronic", "J45"), ("Fracture of humerus", "S42.1")])]
+    query = QARecord("q", "m", "broken humerus fracture", "Fracture of humerus", "S42")
+    [negative] = mined_negatives([query], pool)
+    assert negative == "Fracture of femur"  # another entity, and not the positive under another code
+    assert jaccard(negative, query.answer) < 0.7
