@@ -34,6 +34,12 @@ from .train import TrainConfig, TrainResult, train
 
 MODES = ("compressed", "truncated", "full")
 TASKS = ("reconstruct", "qa")
+# What follows the (possibly compressed) passage when the task is to write it again. Without it a
+# plainly read passage runs straight into its copy, and a model trained on truncated prefixes (where
+# the copy starts after k tokens) learns to *continue* a passage rather than restart it: the full
+# passage, the ceiling, then scored below truncation. The prompt marks the start of the answer in
+# every mode, as the question does for QA (and the bottleneck tokens do not need to).
+RECONSTRUCT_PROMPT = " Repeat the text:"
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,15 @@ class Example:
     @property
     def task(self) -> str:
         return "qa" if self.question else "reconstruct"
+
+    @property
+    def prompt(self) -> str:
+        """What is read after the passage, before the answer: the question, or the repeat prompt."""
+        return self.question or RECONSTRUCT_PROMPT
+
+    @property
+    def target(self) -> str:
+        return self.answer if self.task == "qa" else self.passage
 
 
 def _fact(record: QARecord) -> tuple[str, str, str] | None:
@@ -90,14 +105,13 @@ def truncate(tokenizer, passage: str, k: int) -> str:
 
 
 def as_training_row(tokenizer, example: Example, mode: str, ratio: float, max_input: int) -> tuple[tuple, float | None]:
-    """(the ``build_generative_batch`` example, its ratio or None) for one way of reading it."""
-    target = (example.question, example.answer) if example.task == "qa" else ("", example.passage)
+    """(the ``build_generative_batch`` example ``(passage, prompt, target)``, its ratio or None) for
+    one way of reading it."""
     passage = example.passage
     if mode == "truncated":
         n = len(bos_ids(tokenizer)) + len(token_ids(tokenizer, passage)[:max_input])
         passage = truncate(tokenizer, passage, bottleneck_count(n, ratio))
-    row = (passage, *target) if target[0] else (passage, target[1])
-    return row, (ratio if mode == "compressed" else None)
+    return (passage, example.prompt, example.target), (ratio if mode == "compressed" else None)
 
 
 @dataclass(frozen=True)
@@ -156,7 +170,7 @@ def evaluate_reading(model, tokenizer, examples: list[Example], mode: str, ratio
     task = examples[0].task
     rows = [as_training_row(tokenizer, e, mode, ratio, cfg.max_input)[0] for e in examples]
     passages = [row[0] for row in rows]
-    suffixes = [e.question for e in examples]
+    suffixes = [e.prompt for e in examples]
     hyps = greedy_generate(model, tokenizer, passages, max_new_tokens=cfg.max_target if task == "reconstruct" else 12,
                            max_input=cfg.max_input, ratio=ratio if mode == "compressed" else None,
                            suffixes=suffixes, show_progress=show_progress)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from lbr_utils.compress import (CompressionConfig, Example, as_training_row, decoding_cost, qa_examples,
-                                token_accuracy, train_compressor, truncate)
+from lbr_utils.compress import (RECONSTRUCT_PROMPT, CompressionConfig, Example, as_training_row, decoding_cost,
+                                evaluate_reading, qa_examples, token_accuracy, train_compressor, truncate)
 from lbr_utils.data import QARecord
 from lbr_utils.lbr import build_generative_batch
 from lbr_utils.masks import BOTTLENECK, INPUT, TARGET
@@ -41,10 +41,10 @@ def test_truncation_keeps_exactly_the_bottleneck_budget():
     ids = tok(PASSAGE, add_special_tokens=False)["input_ids"]
     budget = -(-(len(bos_ids(tok)) + len(ids)) // 4)  # the k = ceil(n / 4) tokens compression would get
     assert 0 < budget < len(ids)
-    assert ratio is None and row == (tok.decode(ids[:budget]), PASSAGE)  # the first k tokens, then the passage
+    assert ratio is None and row == (tok.decode(ids[:budget]), RECONSTRUCT_PROMPT, PASSAGE)  # the first k tokens
     assert truncate(tok, PASSAGE, 3) == tok.decode(tok(PASSAGE, add_special_tokens=False)["input_ids"][:3])
     row, ratio = as_training_row(tok, Example(PASSAGE), "compressed", 4.0, 96)
-    assert ratio == 4.0 and row == (PASSAGE, PASSAGE)
+    assert ratio == 4.0 and row == (PASSAGE, RECONSTRUCT_PROMPT, PASSAGE)
 
 
 def test_qa_passages_ask_about_one_of_their_facts():
@@ -77,3 +77,14 @@ def test_bad_compression_ratios_are_clear_errors():
 def test_token_accuracy_by_hand():
     _, tok = build_tiny()
     assert token_accuracy(tok, PASSAGE, PASSAGE) == 1.0
+
+
+def test_the_full_passage_is_the_ceiling_of_a_compressor_trained_on_all_modes():
+    """A model trained on every reading mode of a few passages rewrites a memorised passage exactly
+    when it reads it in full: the ceiling that the compressed and truncated readings are judged under."""
+    model, tok = build_tiny()
+    examples = [Example(r.answer) for r in MEDICAL[:3]]
+    cfg = CompressionConfig(ratios=(4.0,), steps=300, batch_size=6, lr=3e-3, max_input=48, max_target=32)
+    train_compressor(model, tok, examples, cfg, show_progress=False)
+    full = evaluate_reading(model, tok, examples, "full", 1.0, cfg)
+    assert full["token_accuracy"] > 90
