@@ -1,30 +1,34 @@
 """Chapter 3's experiment: what each ingredient of contrastive fine-tuning buys on one domain.
 
 Every run starts from the same SmolLM2 weights and the same CL split, changes one thing from the
-base recipe (LoRA, in-batch negatives, temperature 0.05), and is scored on the isolated eval set.
+base recipe (LoRA, in-batch negatives, temperature 0.05, mean pooling), trains until its dev curve
+has flattened, and is scored per query on the isolated evaluation set, on every seed. The runs use
+the LBR chapters' scale (batch, text length, steps), so the base recipe here is the contrastive stage
+that chapter 5 builds on. Each (recipe, seed) is a cached cell: the chapter can run in parts.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pandas as pd
 
 from ..contrastive import ContrastiveConfig, train_contrastive, truncated
 from ..data import load_domain
-from ..embedders import LLMEmbedder
-from ..evaluate import evaluate_models
-from ..geometry import anisotropy
+from ..embedders import LLMEmbedder, SentenceTransformerEmbedder
+from ..evaluate import ranked_ndcg
 from ..models import load_causal_lm
-from ..profiles import get_profile
-from ..results import save_results, score_of, timer
-from ..stats import survey_claim
-from .ch01_baselines import NAME as BASELINES
+from ..profiles import Profile, get_profile, lbr_profile
+from ..results import load_tables, save_results, timer
+from ..runcache import cache_key, cached_json, code_fingerprint
+from ..stats import claim_family, display_claims, judged_claim, per_query_differences
 
 NAME = __name__.rpartition(".")[2]
 TITLE = "Contrastive learning (chapter 3)"
 BASE = "in-batch, t=0.05 (base)"
 MATRYOSHKA_DIMS = (576, 288, 144, 72, 36)
+ANISOTROPY_PAIRS = 2000
 
 
 def recipes(base: ContrastiveConfig) -> dict[str, ContrastiveConfig]:
@@ -40,67 +44,107 @@ def recipes(base: ContrastiveConfig) -> dict[str, ContrastiveConfig]:
     }
 
 
-def run(profile_name: str, domain: str = "medical", seed: int = 0) -> dict[str, pd.DataFrame]:
-    profile = get_profile(profile_name)
-    splits = load_domain(domain, profile, seed)
-    corpus = list(splits.eval.corpus.values())
-    base = ContrastiveConfig(steps=profile.train_steps, batch_size=profile.batch_size, max_length=min(64, profile.max_length),
-                             seed=seed)
-    rows, curves, geometry, dims = [], [], [], []
-    with timer() as t:
-        def score(name: str, embed) -> None:
-            table = evaluate_models({name: embed}, {domain: splits.eval})
-            rows.extend(table.to_dict(orient="records"))
+def base_recipe(profile: Profile, seed: int) -> ContrastiveConfig:
+    """LoRA, in-batch negatives, t = 0.05, mean pooling, at the profile's (LBR) scale; the dev set is
+    scored four times a run, so the chapter shows where each curve flattens."""
+    return ContrastiveConfig(steps=profile.train_steps, batch_size=profile.batch_size, max_length=profile.max_length,
+                             seed=seed, eval_every=max(1, profile.train_steps // 4))
 
-        model, tok = load_causal_lm(profile.model)
-        before = LLMEmbedder(model, tok, pooling="mean", max_length=profile.max_length, bf16=True)
-        score("before training", before)
-        geometry.append({"model": "before training", "anisotropy": anisotropy(before.embed(corpus), seed=seed)})
-        for name, cfg in recipes(base).items():
-            model, tok = load_causal_lm(profile.model)
-            embedder, result = train_contrastive(model, tok, splits.cl, cfg, show_progress=False)
-            embedder = embedder.replace(bf16=True, max_length=profile.max_length)
-            score(name, embedder)
-            curves += [{"run": name, "step": i + 1, "loss": loss} for i, loss in enumerate(result.losses)]
-            geometry.append({"model": name, "anisotropy": anisotropy(embedder.embed(corpus), seed=seed),
-                             "train_time_s": result.wall_time_s})
-            if name in (BASE, "Matryoshka"):
-                for d in MATRYOSHKA_DIMS:
-                    table = evaluate_models({name: truncated(embedder, d)}, {domain: splits.eval})
-                    dims.append({"run": name, "dim": d, "NDCG@10": float(table[table.metric == "NDCG@10"].score.iloc[0])})
-    tables = {"retrieval": pd.DataFrame(rows), "curves": pd.DataFrame(curves), "geometry": pd.DataFrame(geometry),
-              "matryoshka": pd.DataFrame(dims)}
+
+def pair_cosines(vectors: np.ndarray, n_pairs: int = ANISOTROPY_PAIRS, seed: int = 0) -> np.ndarray:
+    """Cosines of random pairs of distinct rows, the pairs of :func:`lbr_utils.geometry.anisotropy`
+    (whose value is their mean): kept one by one so a difference in anisotropy gets a CI."""
+    rng = np.random.default_rng(seed)
+    n = len(vectors)
+    i = rng.integers(0, n, n_pairs)
+    j = (i + rng.integers(1, n, n_pairs)) % n
+    u = np.asarray(vectors, dtype=np.float64)
+    u = u / np.linalg.norm(u, axis=1, keepdims=True)
+    return np.sum(u[i] * u[j], axis=1)
+
+
+def _scored(name: str, embed, splits, seed: int) -> dict[str, list]:
+    per_query = ranked_ndcg(embed, splits.eval)
+    scores = [per_query[q] for q in splits.eval.qrels]
+    corpus = list(splits.eval.corpus.values())
+    return {"retrieval": [{"model": name, "metric": "NDCG@10", "score": float(np.mean(scores)), "per_query": scores}],
+            "geometry": [{"model": name, "pair_cosines": pair_cosines(embed(corpus), seed=seed).tolist()}]}
+
+
+def _cell(profile: Profile, domain: str, seed: int, name: str, cfg: ContrastiveConfig | None) -> dict[str, list]:
+    """One model of the chapter: the base LLM (``cfg`` None), a trained recipe, or MiniLM."""
+    splits = load_domain(domain, profile, seed)
+    if name == "all-MiniLM-L6-v2":
+        return _scored(name, SentenceTransformerEmbedder(max_length=profile.max_length).embed, splits, seed)
+    model, tok = load_causal_lm(profile.model)
+    if cfg is None:
+        return _scored(name, LLMEmbedder(model, tok, pooling="mean", max_length=profile.max_length, bf16=True).embed,
+                       splits, seed)
+    embedder, result = train_contrastive(model, tok, splits.cl, cfg, show_progress=False, dev=splits.dev)
+    embedder = embedder.replace(bf16=True, max_length=profile.max_length)
+    out = _scored(name, embedder.embed, splits, seed) | {"training": [{"model": name, **result.summary()}]}
+    if cfg.matryoshka_dims or name == BASE:
+        out["matryoshka"] = []
+        for d in MATRYOSHKA_DIMS:
+            per_query = ranked_ndcg(truncated(embedder, d), splits.eval)
+            out["matryoshka"].append({"model": name, "dim": d, "per_query": [per_query[q] for q in splits.eval.qrels]})
+    return out
+
+
+def cell(profile: Profile, domain: str, seed: int, name: str, cfg: ContrastiveConfig | None) -> dict[str, list]:
+    key = cache_key(code_fingerprint(__name__), profile=profile.to_dict(), domain=domain, seed=seed, name=name,
+                    cfg=cfg.to_dict() if cfg else None)
+    return cached_json("ch03_cells", key, lambda: _cell(profile, domain, seed, name, cfg))
+
+
+def run(profile_name: str, domain: str = "medical", seeds: tuple[int, ...] | None = None) -> dict[str, pd.DataFrame]:
+    """Every recipe on every seed (from the cell cache where it holds them)."""
+    profile = lbr_profile(get_profile(profile_name))
+    seeds = tuple(seeds if seeds is not None else profile.seeds)
+    out: dict[str, list] = {}
+    with timer() as t:
+        for seed in seeds:
+            models = {"before training": None, "all-MiniLM-L6-v2": None, **recipes(base_recipe(profile, seed))}
+            for name, cfg in models.items():
+                for table, rows in cell(profile, domain, seed, name, cfg).items():
+                    out.setdefault(table, []).extend(dict(row, seed=seed, domain=domain) for row in rows)
+    base = base_recipe(profile, seeds[0])
     config = {"profile": profile.to_dict(), "domain": domain, "recipes": {k: v.to_dict() for k, v in recipes(base).items()},
-              "matryoshka_dims": MATRYOSHKA_DIMS, "sizes": splits.sizes()}
-    save_results(NAME, profile_name, tables, config, [seed], t["seconds"])
-    return tables
+              "matryoshka_dims": MATRYOSHKA_DIMS,
+              "compute_seconds": sum(r["seconds"] for r in out.get("training", []))}
+    save_results(NAME, profile_name, out, config, list(seeds), t["seconds"])
+    return {k: pd.DataFrame(v) for k, v in out.items()}
+
+
+def survey_claims(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The survey's and the practice article's claims about contrastive fine-tuning, judged per query
+    (per random pair for anisotropy) over the seeds, one Holm family."""
+    retrieval, geometry = tables["retrieval"], tables["geometry"].assign(per_query=lambda g: g.pair_cosines)
+    mat = tables["matryoshka"]
+    smallest = mat[mat.dim == mat.dim.min()]
+    rows = [
+        judged_claim("contrastive fine-tuning lowers anisotropy (mean cosine of random pairs)",
+                     per_query_differences(geometry, BASE, "before training"), -1, source="survey §4", a=BASE,
+                     b="before training"),
+        judged_claim("hard negatives improve contrastive learning",
+                     per_query_differences(retrieval, "+ hard negatives (filtered)", BASE), +1,
+                     source="article; survey §3", a="+ hard negatives (filtered)", b=BASE),
+        judged_claim("filtering false negatives out of the hard negatives helps",
+                     per_query_differences(retrieval, "+ hard negatives (filtered)", "+ hard negatives (unfiltered)"),
+                     +1, source="survey, open question 2", a="+ hard negatives (filtered)",
+                     b="+ hard negatives (unfiltered)"),
+        judged_claim(f"Matryoshka training keeps more quality when truncated (to {int(mat.dim.min())} dims)",
+                     per_query_differences(smallest, "Matryoshka", BASE), +1, source="article", a="Matryoshka", b=BASE),
+        judged_claim("a contrastively fine-tuned LLM matches or beats an encoder (all-MiniLM-L6-v2)",
+                     per_query_differences(retrieval, BASE, "all-MiniLM-L6-v2"), +1, source="survey §4", a=BASE,
+                     b="all-MiniLM-L6-v2")]
+    return claim_family(rows)
 
 
 def claims(records: dict[str, dict]) -> dict[str, pd.DataFrame]:
-    """The survey's and the practice article's claims about contrastive fine-tuning, on one domain
-    (and against chapter 1's all-MiniLM-L6-v2 when its results are there)."""
     if NAME not in records:
         return {}
-    m = records[NAME]["metrics"]
-    ret = m["retrieval"]
-    domain = ret[0]["task"]
-    score = {r["model"]: r["score"] for r in ret if r["metric"] == "NDCG@10"}
-    aniso = {r["model"]: r["anisotropy"] for r in m["geometry"]}
-    smallest = min(r["dim"] for r in m["matryoshka"])
-    at = {r["run"]: r["NDCG@10"] for r in m["matryoshka"] if r["dim"] == smallest}
-    rows = [
-        survey_claim("contrastive fine-tuning lowers anisotropy (mean cosine of random pairs)", "survey §4",
-                     f"anisotropy, {domain} corpus (chapter 3)", [aniso[BASE] - aniso["before training"]], -1),
-        survey_claim("hard negatives improve contrastive learning", "article; survey §3",
-                     f"NDCG@10, {domain} (chapter 3)", [score["+ hard negatives (filtered)"] - score[BASE]], +1),
-        survey_claim("filtering false negatives out of the hard negatives helps", "survey, open question 2",
-                     f"NDCG@10, {domain} (chapter 3)",
-                     [score["+ hard negatives (filtered)"] - score["+ hard negatives (unfiltered)"]], +1),
-        survey_claim(f"Matryoshka training keeps more quality when truncated (to {smallest} dims)", "article",
-                     f"NDCG@10 at {smallest} dims, {domain} (chapter 3)", [at["Matryoshka"] - at[BASE]], +1)]
-    if BASELINES in records:
-        minilm = score_of(records[BASELINES]["metrics"], "all-MiniLM-L6-v2", domain)
-        rows.append(survey_claim("a contrastively fine-tuned LLM matches or beats an encoder (all-MiniLM-L6-v2)",
-                                 "survey §4", f"NDCG@10, {domain}, LoRA base recipe (chapters 1, 3)",
-                                 [score[BASE] - minilm], +1))
-    return {"survey": pd.DataFrame(rows)}
+    tables = load_tables(records[NAME])
+    if "per_query" not in tables["retrieval"]:  # a results file from before per-query scores
+        return {}
+    return {"survey": display_claims(survey_claims(tables))}
