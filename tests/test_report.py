@@ -32,22 +32,20 @@ def test_the_benchmark_page_follows_its_files(tmp_path, monkeypatch):
 
 
 def test_the_page_follows_the_results_file(tmp_path, monkeypatch):
-    """Numbers and verdicts on the page move with the file: IB-GL+CL above CL is 'reproduced', below it
-    'not reproduced', and the printed difference is the file's."""
+    """Numbers and verdicts on the page move with the file: LBR clearly above the best CL-only arm is
+    'reproduced', clearly below it 'contradicted', and the printed difference is the file's."""
     from lbr_utils.results import save_results
+    from lbr_utils.studies.ch05a_lbr_stages import EQUAL
 
     monkeypatch.setenv("LBR_RESULTS_DIR", str(tmp_path))
-    config = {"profile": {"model": "tiny", "n_gl": 8, "n_cl": 8, "n_eval": 4, "batch_size": 2, "max_length": 16},
-              "stage1": {"steps": 1}, "stage2": {"steps": 1}}
-    save_results("ch05a_lbr_stages", "cpu", _stages_record(0.50), config, [0, 1], 1.0)
-    page = reproduction_page("cpu")
-    line = next(l for l in page.splitlines() if l.startswith("| IB-GL first beats contrastive learning alone"))
-    assert "10.00" in line and "reproduced" in line and "not reproduced" not in line
-    assert "IB-GL keeps GL's generation" in page and "0.90" in page  # BLEU ratio 9 / 10
-    save_results("ch05a_lbr_stages", "cpu", _stages_record(0.30), config, [0, 1], 1.0)
-    line = next(l for l in reproduction_page("cpu").splitlines()
-                if l.startswith("| IB-GL first beats contrastive learning alone"))
-    assert "-10.00" in line and "not reproduced" in line
+    claim = f"| LBR beats LLM+CL{EQUAL} (the best CL-only LLM) "
+    for gain, verdict, printed in [(0.10, "reproduced", "10."), (-0.10, "contradicted", "-10.")]:
+        record = _stages_record(gain)
+        save_results("ch05a_lbr_stages", "cpu", record["metrics"], record["config"], [0, 1, 2], 1.0)
+        page = reproduction_page("cpu")
+        line = next(l for l in page.splitlines() if claim in l)
+        assert verdict in line and printed in line, line
+        assert "## In short" in page and verdict in page.split("## In short")[1].split("##")[0]
 
 
 def test_cost_table_flags_notebooks_over_the_budget():
