@@ -177,3 +177,26 @@ def claim_forest(table: pd.DataFrame, title: str, ax=None, unit: str = "differen
     for verdict, colour in colours.items():
         ax.plot([], [], color=colour, lw=2.5, label=f"ours, 95% CI: {verdict}")
     return style(ax, unit, None, title, legend_size=7)
+
+
+def filter_figure(funnel: pd.DataFrame, queries: pd.DataFrame):
+    """Chapter 4's checks: the share of written queries each check leaves (left), and where BM25, a
+    judge the filter never consulted, ranks the document of kept vs dropped queries (right): a filter
+    that keeps the better queries shifts the kept histogram towards rank 1."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
+    share = funnel["share of written"]
+    y = np.arange(len(share))[::-1]
+    left.barh(y, 100 * share.to_numpy(), color=colour_of("synthetic"))
+    left.set_yticks(y, share.index)
+    left.set_xlim(0, 100)
+    style(left, "queries left (% of written, mean over seeds)", None, "What each check keeps", legend=False)
+    written = queries[~queries["empty"].astype(bool)]
+    bins = np.logspace(0, np.log10(max(2, written["BM25 rank"].max())), 20)
+    for label, rows, colour in [("kept", written[written.kept], VERDICT_COLOURS["reproduced"]),
+                                ("dropped", written[~written.kept], VERDICT_COLOURS["contradicted"])]:
+        right.hist(rows["BM25 rank"], bins=bins, alpha=0.6, color=colour, label=f"{label} ({len(rows)})")
+    right.set_xscale("log")
+    style(right, "BM25 rank of the query's own document (1 = first; log scale)", "queries",
+          "Kept vs dropped, as BM25 ranks them")
+    fig.tight_layout()
+    return fig

@@ -391,18 +391,63 @@ def judged_claim(text: str, diffs: Mapping[object, Iterable[float]], expected_si
     no_paper = paper is None or pd.isna(paper)
     return {**labels, "claim": text, "ours": (j["mean"] - margin) * scale, "ci_low": low, "ci_high": high,
             "paper": paper, "paper_in_ci": None if no_paper else bool(low <= paper <= high),
-            "p": j["p"], "verdict": j["verdict"], "seeds": len(diffs)}
+            "p": j["p"], "verdict": j["verdict"], "seeds": len(diffs), "margin": margin * scale}
 
 
 def seeds_to_decide(row: Mapping[str, object]) -> int | None:
     """Roughly how many seeds would make an inconclusive claim's CI exclude 0, were its mean difference
     the true one: the CI's half-width shrinks like one over the root of the seeds (when seeds, not
     queries, dominate the noise; more queries help when they do). None for a decided claim or a
-    zero difference."""
-    ours, low, high, n = (float(row[k]) for k in ("ours", "ci_low", "ci_high", "seeds"))
+    zero difference. A non-inferiority claim (a ``margin``) is decided against -margin, not 0."""
+    margin = row.get("margin")
+    margin = 0.0 if margin is None or pd.isna(margin) else float(margin)
+    ours, low, high = (float(row[k]) + margin for k in ("ours", "ci_low", "ci_high"))
+    n = int(row["seeds"])
     if row["verdict"] != "inconclusive" or ours == 0 or not np.isfinite(ours):
         return None
     return int(np.ceil(n * ((high - low) / 2 / abs(ours)) ** 2))
+
+
+def last_quarter_gain(curve: Sequence[Mapping], end: int, key: str = "dev NDCG@10") -> tuple[int, float, float] | None:
+    """How much a run still gained on dev over the last quarter of its first ``end`` steps: (the step
+    the quarter starts from, the score at ``end``, the gain), scores x100. The quarter starts at the
+    last dev point at or before 3/4 of ``end``; None when the curve has no point that early or none
+    at ``end``. A gain below 1 point means the run had flattened (the study's convergence rule)."""
+    points = sorted((int(p["step"]), float(p[key])) for p in curve if int(p["step"]) <= end)
+    early = [(step, score) for step, score in points if step <= 0.75 * end]
+    if not early or not points or points[-1][0] != end:
+        return None
+    return early[-1][0], 100 * points[-1][1], 100 * (points[-1][1] - early[-1][1])
+
+
+def late_models(training: pd.DataFrame, by: Sequence[str] = ("model",), threshold: float = 1.0) -> set:
+    """The arms (keys of ``by``) whose runs gain ``threshold`` dev points or more over their last
+    quarter, averaged over seeds (one run's 100-query dev score moves a point or two from noise
+    alone): claims about them are not judged. ``training`` has a ``dev_curve`` and ``steps`` per run."""
+    gains = []
+    for row in training.to_dict(orient="records"):
+        found = last_quarter_gain(row.get("dev_curve") or [], int(row["steps"]))
+        if found is not None:
+            gains.append({**{k: row[k] for k in by}, "gain": found[2]})
+    if not gains:
+        return set()
+    mean = pd.DataFrame(gains).groupby(list(by))["gain"].mean()
+    return {key for key, gain in mean.items() if gain >= threshold}
+
+
+def verdict_lines(table: pd.DataFrame, unit: str = " NDCG@10 points") -> list[str]:
+    """A judged claim family as "What this shows" bullets: verdict, claim, difference and CI, and for an
+    inconclusive claim roughly how many seeds would decide it (:func:`seeds_to_decide`)."""
+    lines = []
+    for r in table.to_dict(orient="records"):
+        where = f" ({r['domain']})" if isinstance(r.get("domain"), str) else ""
+        tail = ""
+        if r["verdict"] == "inconclusive" and (n := seeds_to_decide(r)):
+            tail = (f"; deciding it would take about {n} seeds at this effect size" if n <= 30 else
+                    f"; no feasible number of seeds would decide an effect this small (about {n})")
+        numbers = "" if pd.isna(r["ours"]) else f": {r['ours']:+.1f}{unit} [{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]"
+        lines.append(f"- **{r['verdict']}**: {r['claim']}{where}{numbers}{tail}.")
+    return lines
 
 
 def unconverged(row: dict, arms: set[str]) -> dict:
@@ -431,7 +476,7 @@ def display_claims(table: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
         return f"{r['ours']:+.{digits}f} [{r['ci_low']:+.{digits}f}, {r['ci_high']:+.{digits}f}]"
 
     labels = [c for c in table.columns if c not in {"claim", "ours", "ci_low", "ci_high", "paper", "paper_in_ci", "p",
-                                                     "p_holm", "verdict", "seeds", "a", "b"}]
+                                                     "p_holm", "verdict", "seeds", "a", "b", "margin"}]
     return pd.DataFrame({**{c: table[c] for c in labels}, "claim": table["claim"],
                          "ours [95% CI]": table.apply(interval, axis=1),
                          "paper": table["paper"].map(lambda v: "–" if v is None or pd.isna(v) else f"{v:+.{digits}f}"),

@@ -30,9 +30,13 @@ FEW_SHOT = {
                ("Type 2 diabetes mellitus without complications", "adult onset diabetes no complications")]),
     "paraphrase": ("Rewrite the term in other words with the same meaning. Reply with the rewrite only.",
                    [("heart attack", "myocardial infarction"), ("broken arm", "fracture of the arm")]),
-    "negative": ("Write a text that looks similar but means something different. Reply with the text only.",
-                 [("Fracture of humerus", "Fracture of femur"),
-                  ("Type 2 diabetes mellitus without complications", "Type 1 diabetes mellitus with ketoacidosis")]),
+    # A sibling, not a variant: asked for "similar but different", SmolLM2-135M mostly returned the text
+    # itself (a false negative); the examples here change the entity, not a word of it.
+    "negative": ("Name a different thing of the same kind: a sibling, not a variant of the text. Reply with the "
+                 "name only.",
+                 [("Fracture of humerus", "Dislocation of shoulder joint"),
+                  ("Type 2 diabetes mellitus without complications", "Hypothyroidism, unspecified"),
+                  ("sorted(iterable) returns a new sorted list", "reversed(seq) returns a reverse iterator")]),
 }
 _ANSWER_LABELS = ("query:", "rewrite:", "similar but different:", "search query:", "text:")
 
@@ -122,6 +126,41 @@ def synthesise_negatives(generator: Generator, records: Sequence[QARecord]) -> l
     return generator.generate([chat_prompt("negative", r.answer) for r in records])
 
 
+def own_ranks(scores: np.ndarray, own: Sequence[int]) -> np.ndarray:
+    """Rank of each row's own document (1 = first) in a (questions x documents) score matrix; a tie
+    with the own document counts in its favour."""
+    scores = np.asarray(scores)
+    own_scores = scores[np.arange(len(scores)), np.asarray(own)]
+    return 1 + (scores > own_scores[:, None]).sum(1)
+
+
+def dense_scores(embed, questions: Sequence[str], documents: Sequence[str]) -> np.ndarray:
+    """Cosine similarity of every question with every document under ``embed`` (texts -> vectors)."""
+    q, d = np.asarray(embed(list(questions))), np.asarray(embed(list(documents)))
+    q = q / np.linalg.norm(q, axis=1, keepdims=True)
+    return q @ (d / np.linalg.norm(d, axis=1, keepdims=True)).T
+
+
+def bm25_scores(questions: Sequence[str], documents: Sequence[str]) -> np.ndarray:
+    """BM25 score of every question against every document: a judge of a synthetic query that shares
+    nothing with the dense filter."""
+    import bm25s
+
+    retriever = bm25s.BM25()
+    retriever.index(bm25s.tokenize(list(documents), stopwords="en", show_progress=False), show_progress=False)
+    tokens = bm25s.tokenize(list(questions), stopwords="en", show_progress=False, return_ids=False)
+    return np.stack([retriever.get_scores(t) if t else np.zeros(len(documents)) for t in tokens])
+
+
+def _pool_index(records: Sequence[QARecord], pool: Sequence[str] | None) -> tuple[list[str], list[int]]:
+    pool = list(dict.fromkeys(pool if pool is not None else [r.answer for r in records]))
+    index = {a: i for i, a in enumerate(pool)}
+    missing = [r.answer for r in records if r.answer not in index]
+    if missing:
+        raise ValueError(f"{len(missing)} answers are not in the candidate pool")
+    return pool, [index[r.answer] for r in records]
+
+
 def consistency_filter(embed, records: Sequence[QARecord], pool: Sequence[str] | None = None) -> list[QARecord]:
     """Keep a record only if its own answer is the top-ranked document for its question.
 
@@ -130,16 +169,9 @@ def consistency_filter(embed, records: Sequence[QARecord], pool: Sequence[str] |
     """
     if not records:
         return []
-    pool = list(dict.fromkeys(pool if pool is not None else [r.answer for r in records]))
-    index = {a: i for i, a in enumerate(pool)}
-    missing = [r.answer for r in records if r.answer not in index]
-    if missing:
-        raise ValueError(f"{len(missing)} answers are not in the candidate pool")
-    q, d = np.asarray(embed([r.question for r in records])), np.asarray(embed(pool))
-    q = q / np.linalg.norm(q, axis=1, keepdims=True)
-    d = d / np.linalg.norm(d, axis=1, keepdims=True)
-    best = (q @ d.T).argmax(1)
-    return [r for r, b in zip(records, best) if b == index[r.answer]]
+    pool, own = _pool_index(records, pool)
+    ranks = own_ranks(dense_scores(embed, [r.question for r in records], pool), own)
+    return [r for r, rank in zip(records, ranks) if rank == 1]
 
 
 # What a small writer gets wrong, caught before training: near-copies posing as negatives, and

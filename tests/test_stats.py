@@ -252,3 +252,30 @@ def test_a_claim_row_scales_its_ci_and_a_margin_makes_it_non_inferiority():
     assert family.verdict.tolist() == ["contradicted", NO_DIFFERENCES] and np.isnan(family.p_holm[1])
     noisy = judged_claim("A beats B", {s: np.random.default_rng(s).normal(0.01, 0.3, 40) for s in range(3)})
     assert noisy["verdict"] == "inconclusive" and seeds_to_decide(noisy) > 3 and seeds_to_decide(plain) is None
+
+
+def test_last_quarter_gain_and_late_models_by_hand():
+    """A run scored at steps 25/50/75/100 gains score(100) - score(75) over its last quarter; a run
+    that flattened (seeds averaged) is not late, one still climbing is."""
+    from lbr_utils.stats import last_quarter_gain, late_models
+
+    climbing = [{"step": s, "dev NDCG@10": v} for s, v in [(25, 0.30), (50, 0.40), (75, 0.45), (100, 0.50)]]
+    flat = [{"step": s, "dev NDCG@10": v} for s, v in [(25, 0.30), (50, 0.40), (75, 0.495), (100, 0.50)]]
+    assert last_quarter_gain(climbing, 100) == (75, pytest.approx(50.0), pytest.approx(5.0))
+    assert last_quarter_gain(climbing, 50) == (25, pytest.approx(40.0), pytest.approx(10.0))  # a snapshot at 50
+    assert last_quarter_gain(climbing, 60) is None and last_quarter_gain(climbing[-1:], 100) is None
+    training = pd.DataFrame([{"model": "A", "seed": s, "steps": 100, "dev_curve": climbing} for s in (0, 1)]
+                            + [{"model": "B", "seed": s, "steps": 100, "dev_curve": flat} for s in (0, 1)]
+                            + [{"model": "C", "seed": 0, "steps": 100, "dev_curve": []}])
+    assert late_models(training) == {"A"}
+
+
+def test_seeds_to_decide_reads_a_non_inferiority_claim_against_its_margin():
+    """-1 [-3, +1] with a 2-point margin is +1 [-1, +3] from the margin: half-width 2 over 1 -> 4x the
+    3 seeds; the same numbers without a margin are 1 point from 0 either way, the same 12."""
+    from lbr_utils.stats import seeds_to_decide
+
+    row = {"verdict": "inconclusive", "ours": -1.0, "ci_low": -3.0, "ci_high": 1.0, "seeds": 3, "margin": 2.0}
+    assert seeds_to_decide(row) == 12
+    assert seeds_to_decide(dict(row, ours=-1.5, margin=1.0)) == 3 * 16  # 0.5 from the margin, half-width 2
+    assert seeds_to_decide(dict(row, margin=float("nan"))) == 12

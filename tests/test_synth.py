@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 
 from lbr_utils.data import QARecord
@@ -119,3 +120,36 @@ def test_near_copies_are_flagged_and_mined_negatives_are_never_the_positive():
     [negative] = mined_negatives([query], pool)
     assert negative == "Fracture of femur"  # another entity, and not the positive under another code
     assert jaccard(negative, query.answer) < 0.7
+
+
+def test_own_ranks_and_bm25_scores_by_hand():
+    """Row i's own document is column own[i]; its rank counts the documents scored strictly higher.
+    BM25 scores a query's own words above unrelated text and an empty query nowhere."""
+    from lbr_utils.synth import bm25_scores, own_ranks
+
+    scores = np.array([[0.9, 0.1, 0.5], [0.2, 0.2, 0.7]])
+    assert own_ranks(scores, [0, 1]).tolist() == [1, 2]  # a tie (0.2, 0.2) counts for the own document
+    bm = bm25_scores(["fracture humerus", ""], ["Fracture of humerus", "Type 2 diabetes", "Asthma"])
+    assert bm[0].argmax() == 0 and bm[0, 1] == bm[0, 2] == 0 and not bm[1].any()
+
+
+def test_chapter4_training_sets_share_documents_and_sizes():
+    """Every arm trains on the kept documents: human and synthetic pair the same answers with
+    different questions, the mix splits them in half, unfiltered draws as many from all written
+    queries, and human + synthetic is both."""
+    from lbr_utils.studies.ch04_synthetic import datasets, funnel
+
+    rows = [{"id": f"d{i}", "entity": f"e{i}", "group": "g", "document": f"doc {i}", "human question": f"human {i}",
+             "query": "" if i == 5 else f"synthetic {i}", "empty": i == 5, "degenerate": i == 4,
+             "copies its document": False, "not consistent": i == 3, "kept": i < 3} for i in range(6)]
+    sets = datasets(rows, "medical", seed=0)
+    answers = {name: sorted(r.answer for r in recs) for name, recs in sets.items()}
+    assert answers["human"] == answers["synthetic"] == ["doc 0", "doc 1", "doc 2"]
+    assert [r.question for r in sets["human"]] == ["human 0", "human 1", "human 2"]
+    assert all(r.question.startswith("synthetic") for r in sets["synthetic"] + sets["synthetic (unfiltered)"])
+    assert len(sets["synthetic (unfiltered)"]) == 3 and len(sets["human + synthetic"]) == 6
+    mix = sets["mix (equal pairs)"]
+    assert len(mix) == 3 and len({r.answer for r in mix}) == 3
+    assert sorted(r.question.split()[0] for r in mix) == ["human", "synthetic", "synthetic"]
+    table = funnel(pd.DataFrame(rows).assign(seed=0))
+    assert table[0].tolist() == [6, 5, 4, 4, 3] and table["share of written"].iloc[-1] == pytest.approx(0.5)

@@ -22,7 +22,7 @@ from ..models import load_causal_lm
 from ..profiles import Profile, get_profile, lbr_profile
 from ..results import load_tables, save_results, timer
 from ..runcache import cache_key, cached_json, code_fingerprint
-from ..stats import claim_family, display_claims, judged_claim, per_query_differences
+from ..stats import claim_family, display_claims, judged_claim, late_models, per_query_differences, unconverged
 
 NAME = __name__.rpartition(".")[2]
 TITLE = "Contrastive learning (chapter 3)"
@@ -63,11 +63,17 @@ def pair_cosines(vectors: np.ndarray, n_pairs: int = ANISOTROPY_PAIRS, seed: int
     return np.sum(u[i] * u[j], axis=1)
 
 
+def retrieval_row(name: str, embed, eval_set) -> dict:
+    """One model's NDCG@10 on an evaluation set: the mean, and every query's score in the set's order
+    (what a paired claim needs)."""
+    per_query = ranked_ndcg(embed, eval_set)
+    scores = [per_query[q] for q in eval_set.qrels]
+    return {"model": name, "metric": "NDCG@10", "score": float(np.mean(scores)), "per_query": scores}
+
+
 def _scored(name: str, embed, splits, seed: int) -> dict[str, list]:
-    per_query = ranked_ndcg(embed, splits.eval)
-    scores = [per_query[q] for q in splits.eval.qrels]
     corpus = list(splits.eval.corpus.values())
-    return {"retrieval": [{"model": name, "metric": "NDCG@10", "score": float(np.mean(scores)), "per_query": scores}],
+    return {"retrieval": [retrieval_row(name, embed, splits.eval)],
             "geometry": [{"model": name, "pair_cosines": pair_cosines(embed(corpus), seed=seed).tolist()}]}
 
 
@@ -118,7 +124,8 @@ def run(profile_name: str, domain: str = "medical", seeds: tuple[int, ...] | Non
 
 def survey_claims(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """The survey's and the practice article's claims about contrastive fine-tuning, judged per query
-    (per random pair for anisotropy) over the seeds, one Holm family."""
+    (per random pair for anisotropy) over the seeds, one Holm family; a claim about a recipe whose dev
+    curve had not flattened is not judged."""
     retrieval, geometry = tables["retrieval"], tables["geometry"].assign(per_query=lambda g: g.pair_cosines)
     mat = tables["matryoshka"]
     smallest = mat[mat.dim == mat.dim.min()]
@@ -138,7 +145,8 @@ def survey_claims(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
         judged_claim("a contrastively fine-tuned LLM matches or beats an encoder (all-MiniLM-L6-v2)",
                      per_query_differences(retrieval, BASE, "all-MiniLM-L6-v2"), +1, source="survey §4", a=BASE,
                      b="all-MiniLM-L6-v2")]
-    return claim_family(rows)
+    late = late_models(tables["training"]) if "training" in tables else set()
+    return claim_family([unconverged(row, late) for row in rows])
 
 
 def claims(records: dict[str, dict]) -> dict[str, pd.DataFrame]:

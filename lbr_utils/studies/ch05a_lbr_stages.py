@@ -18,8 +18,8 @@ from tqdm.auto import tqdm
 from ..lbr import RATIO, ContrastiveConfig, GenerativeConfig, configs, max_length
 from ..profiles import Profile, get_profile, lbr_profile
 from ..results import load_tables, paper_numbers, save_results, timer
-from ..stats import (claim_family, display_claims, fmt, judged_claim, mean_std, per_query_differences, seeds_to_decide,
-                     spearman, unconverged)
+from ..stats import (claim_family, display_claims, fmt, judged_claim, last_quarter_gain, mean_std,
+                     per_query_differences, spearman, unconverged, verdict_lines)
 from ._lbr_cells import BASELINES, collect, run_baseline, run_cell, scale_line
 
 NAME = __name__.rpartition(".")[2]
@@ -242,19 +242,13 @@ def convergence(training: pd.DataFrame, snapshot_steps: int) -> pd.DataFrame:
     model it serves as; its learning rate is flat, so that model is a finished shorter run)."""
     rows = []
     for r in training[training.stage == 2].itertuples():
-        curve = pd.DataFrame(r.dev_curve)
-        if curve.empty:
-            continue
         ends = {r.steps, snapshot_steps} if r.model.startswith("LLM+CL") else {r.steps}
-        for end in sorted(ends & set(curve.step)):
-            upto = curve[curve.step <= end]
-            quarter = upto[upto.step <= 0.75 * end]
-            if quarter.empty:
+        for end in sorted(ends):
+            if (found := last_quarter_gain(r.dev_curve, end)) is None:
                 continue
-            gain = 100 * (upto["dev NDCG@10"].iloc[-1] - quarter["dev NDCG@10"].iloc[-1])
-            rows.append({"model": r.model, "domain": r.domain, "seed": r.seed, "steps": end,
-                         "from step": int(quarter.step.iloc[-1]), "dev NDCG@10 (x100)": 100 * upto["dev NDCG@10"].iloc[-1],
-                         "last-quarter gain": gain, "flat (< 1 point)": gain < 1.0})
+            start, final, gain = found
+            rows.append({"model": r.model, "domain": r.domain, "seed": r.seed, "steps": end, "from step": start,
+                         "dev NDCG@10 (x100)": final, "last-quarter gain": gain, "flat (< 1 point)": gain < 1.0})
     return pd.DataFrame(rows)
 
 
@@ -304,19 +298,8 @@ def judged(record: dict) -> dict[str, pd.DataFrame]:
 
 def summary(record: dict) -> str:
     """"What this shows", from the judged claims: every number comes from the results record."""
-    families = judged(record)
-    lines = []
-    for title, table in families.items():
-        for r in table.itertuples():
-            where = f" ({r.domain})" if hasattr(r, "domain") and isinstance(r.domain, str) else ""
-            unit = "" if title.startswith("Table 2") else " NDCG@10 points"
-            tail = ""
-            if r.verdict == "inconclusive" and (n := seeds_to_decide(r._asdict())):
-                tail = (f"; deciding it would take about {n} seeds at this effect size" if n <= 30 else
-                        f"; no feasible number of seeds would decide an effect this small (about {n})")
-            lines.append(f"- **{r.verdict}**: {r.claim}{where}: {r.ours:+.1f}{unit} "
-                         f"[{r.ci_low:+.1f}, {r.ci_high:+.1f}]{tail}.")
-    return "\n".join(lines)
+    return "\n".join(line for title, table in judged(record).items()
+                     for line in verdict_lines(table, "" if title.startswith("Table 2") else " NDCG@10 points"))
 
 
 def verdict_counts(families: dict[str, pd.DataFrame]) -> str:
