@@ -14,6 +14,12 @@ PALETTE = {
     "LLM+CL": "#d62728", "LLM+CL (last token)": "#9467bd", "LLM+CL (mean)": "#8c564b",
     "LLM+GL+CL": "#e377c2", "LLM+IB-GL+CL": "#006d2c",
     "GL": "#ff7f0e", "IB-GL": "#2ca02c", "CL only": "#d62728",
+    # The same models under their names in chapters 3, 4 and 7.
+    "all-MiniLM-L6-v2": "#17becf", "SmolLM2": "#bcbd22", "before training": "#bcbd22",
+    # Chapter 4's training sets and chapter 7's attacks.
+    "human": "#3182bd", "synthetic": "#e6550d", "synthetic (unfiltered)": "#fdae6b", "mix (equal pairs)": "#756bb1",
+    "human + synthetic": "#31a354",
+    "bag-of-words probe": "#5254a3", "nearest neighbour": "#8c6d31", "decoder": "#843c39",
 }
 VERDICT_COLOURS = {"reproduced": "#2ca02c", "contradicted": "#d62728", "inconclusive": "#7f7f7f"}
 
@@ -198,5 +204,23 @@ def filter_figure(funnel: pd.DataFrame, queries: pd.DataFrame):
     right.set_xscale("log")
     style(right, "BM25 rank of the query's own document (1 = first; log scale)", "queries",
           "Kept vs dropped, as BM25 ranks them")
+    fig.tight_layout()
+    return fig
+
+
+def privacy_utility_figure(curve: pd.DataFrame):
+    """Chapter 7's trade-off, one panel per embedder: retrieval NDCG@10 (x) against each attack's leak
+    above its template floor (y, word F1 points; bars: std over seeds), one point per noise scale
+    (labelled). A defence that works moves a curve down faster than it moves it left."""
+    embedders = list(dict.fromkeys(curve.embedder))
+    fig, axes = plt.subplots(1, len(embedders), figsize=(5.5 * len(embedders), 3.8), squeeze=False, sharey=True)
+    for ax, name in zip(axes[0], embedders):
+        for attack, g in curve[curve.embedder == name].groupby("attack", sort=False):
+            ax.errorbar(g["NDCG@10"], g["mean"], yerr=g["std"].fillna(0), marker="o", capsize=2,
+                        color=colour_of(attack), label=attack)
+            for x, y, scale in zip(g["NDCG@10"], g["mean"], g["noise"]):
+                ax.annotate(f"{scale:g}", (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        ax.axhline(0, color="grey", linewidth=0.8, linestyle="--")
+        style(ax, "retrieval NDCG@10 (x100), noisy stored vectors", "leak: word F1 above the floor (points)", name)
     fig.tight_layout()
     return fig

@@ -440,7 +440,7 @@ def verdict_lines(table: pd.DataFrame, unit: str = " NDCG@10 points") -> list[st
     inconclusive claim roughly how many seeds would decide it (:func:`seeds_to_decide`)."""
     lines = []
     for r in table.to_dict(orient="records"):
-        where = f" ({r['domain']})" if isinstance(r.get("domain"), str) else ""
+        where = "".join(f" ({r[k]})" for k in ("domain", "embedder") if isinstance(r.get(k), str))
         tail = ""
         if r["verdict"] == "inconclusive" and (n := seeds_to_decide(r)):
             tail = (f"; deciding it would take about {n} seeds at this effect size" if n <= 30 else
