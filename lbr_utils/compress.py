@@ -19,6 +19,7 @@ import math
 import random
 import time
 from dataclasses import dataclass
+from typing import Callable, Mapping
 
 import numpy as np
 import torch
@@ -123,6 +124,11 @@ class CompressionConfig:
     max_input: int = 96  # three medical facts fit
     max_target: int = 64
     seed: int = 0
+    # Curriculum: the first steps draw reconstruction examples only (learn to put the passage into
+    # the bottleneck before learning to answer from it); then every example is drawn.
+    reconstruction_steps: int = 0
+    eval_every: int = 0  # score the dev examples every this many steps (a learning curve)
+    dev_ratio: float = 8.0  # the ratio the learning curve reads
 
     def __post_init__(self) -> None:
         if not self.ratios or min(self.ratios) <= 0:
@@ -133,23 +139,46 @@ class CompressionConfig:
         return math.ceil((self.max_input + 1) / min(self.ratios))
 
 
-def train_compressor(model, tokenizer, examples: list[Example], cfg: CompressionConfig,
-                     show_progress: bool = True) -> TrainResult:
-    """Full fine-tuning on the three reading modes, a mode and ratio drawn per example and step."""
+def curriculum(examples: list[Example], cfg: CompressionConfig) -> Callable[[int], list[Example]]:
+    """The examples of each step: reconstruction ones only for the first ``cfg.reconstruction_steps``
+    steps, then all of them (each phase walks through its own shuffled epochs)."""
+    first = [e for e in examples if e.task == "reconstruct"]
+    if cfg.reconstruction_steps and not first:
+        raise ValueError("a reconstruction-first curriculum needs reconstruction examples")
+    early = IndexBatcher(len(first) or 1, cfg.batch_size, cfg.seed)
+    late = IndexBatcher(len(examples), cfg.batch_size, cfg.seed)
+
+    def at(step: int) -> list[Example]:
+        if step < cfg.reconstruction_steps:
+            return [first[i] for i in early.indices(step)]
+        return [examples[i] for i in late.indices(step - cfg.reconstruction_steps)]
+    return at
+
+
+def train_compressor(model, tokenizer, examples: list[Example], cfg: CompressionConfig, show_progress: bool = True,
+                     dev: Mapping[str, list[Example]] | None = None) -> TrainResult:
+    """Full fine-tuning on the three reading modes, a mode and ratio drawn per example and step, in
+    the order of :func:`curriculum`. With ``dev`` (task -> examples) and ``cfg.eval_every``, the
+    curve holds each task's compressed and truncated score at ``cfg.dev_ratio`` (as fractions)."""
     add_bottleneck_tokens(model, tokenizer, cfg.max_bottleneck)
-    batcher = IndexBatcher(len(examples), cfg.batch_size, cfg.seed)
+    examples_at = curriculum(examples, cfg)
     device = next(model.parameters()).device
 
     def batch_at(step: int) -> dict[str, torch.Tensor]:
         rng = random.Random(cfg.seed * 1_000_003 + step)
-        rows, ratios = zip(*[as_training_row(tokenizer, examples[i], rng.choice(MODES), rng.choice(cfg.ratios),
-                                             cfg.max_input) for i in batcher.indices(step)])
+        rows, ratios = zip(*[as_training_row(tokenizer, e, rng.choice(MODES), rng.choice(cfg.ratios), cfg.max_input)
+                             for e in examples_at(step)])
         batch = build_generative_batch(tokenizer, rows, cfg.max_input, cfg.max_target, list(ratios))
         return {k: v.to(device) for k, v in batch.items()}
 
+    def evaluate(step: int) -> dict:
+        return {f"{task}, {mode}": evaluate_reading(model, tokenizer, items, mode, cfg.dev_ratio, cfg)["score"]
+                for task, items in dev.items() for mode in ("compressed", "truncated")}
+
     return train(model, lambda batch: generative_loss(model, batch), batch_at,
                  TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup_steps=max(1, cfg.steps // 10), seed=cfg.seed,
-                             show_progress=show_progress))
+                             show_progress=show_progress, eval_every=cfg.eval_every if dev else 0),
+                 evaluate=evaluate if dev else None)
 
 
 def _normalise(text: str) -> str:
@@ -164,7 +193,8 @@ def token_accuracy(tokenizer, hypothesis: str, reference: str) -> float:
 
 def evaluate_reading(model, tokenizer, examples: list[Example], mode: str, ratio: float, cfg: CompressionConfig,
                      show_progress: bool = False) -> dict[str, float]:
-    """Reconstruction (BLEU-4, ROUGE-L, token accuracy) or QA (exact match) scores of one reading mode."""
+    """Reconstruction (BLEU-4, ROUGE-L, token accuracy) or QA (exact match) scores of one reading mode
+    (x100), and the task's own metric per example (``per_example``, a fraction; ``score`` its mean)."""
     if not examples:
         raise ValueError("no examples to evaluate")
     task = examples[0].task
@@ -175,10 +205,12 @@ def evaluate_reading(model, tokenizer, examples: list[Example], mode: str, ratio
                            max_input=cfg.max_input, ratio=ratio if mode == "compressed" else None,
                            suffixes=suffixes, show_progress=show_progress)
     if task == "qa":
-        return {"exact_match": 100 * float(np.mean([_normalise(h) == _normalise(e.answer) for h, e in zip(hyps, examples)]))}
+        per = [float(_normalise(h) == _normalise(e.answer)) for h, e in zip(hyps, examples)]
+        return {"exact_match": 100 * float(np.mean(per)), "per_example": per, "score": float(np.mean(per))}
     refs = [tokenizer.decode(token_ids(tokenizer, e.passage)[:cfg.max_target]) for e in examples]
-    return {**generation_scores(hyps, refs),
-            "token_accuracy": 100 * float(np.mean([token_accuracy(tokenizer, h, r) for h, r in zip(hyps, refs)]))}
+    per = [token_accuracy(tokenizer, h, r) for h, r in zip(hyps, refs)]
+    return {**generation_scores(hyps, refs), "token_accuracy": 100 * float(np.mean(per)), "per_example": per,
+            "score": float(np.mean(per))}
 
 
 def cache_bytes(cache) -> int:
@@ -189,9 +221,11 @@ def cache_bytes(cache) -> int:
 
 @torch.no_grad()
 def decoding_cost(model, tokenizer, passage: str, ratio: float | None, new_tokens: int = 32) -> dict[str, float]:
-    """Time per generated token and KV-cache size when decoding after ``passage``, full (``ratio=None``)
-    or compressed into ``ceil(len / ratio)`` bottleneck tokens. Quality does not matter here, only the
-    size of what each decoding step attends to."""
+    """Time per generated token, end to end (prefill + ``new_tokens`` decoding steps) and KV-cache size
+    when decoding after ``passage``, full (``ratio=None``) or compressed into ``ceil(len / ratio)``
+    bottleneck tokens. The compressed prefill still reads the whole passage (and the bottleneck), so
+    compression pays per token only: end to end it wins once the answer is long enough, or when one
+    compressed cache serves many answers. Quality does not matter here, only what each step attends to."""
     n = len(token_ids(tokenizer, passage))
     start = time.perf_counter()
     logits, cache, position = prefill(model, tokenizer, passage, n, ratio)
@@ -199,6 +233,7 @@ def decoding_cost(model, tokenizer, passage: str, ratio: float | None, new_token
     size = cache_bytes(cache)
     start = time.perf_counter()
     decode_greedy(model, logits, cache, position, new_tokens)  # no stop token: exactly new_tokens steps
-    per_token = (time.perf_counter() - start) / new_tokens
+    decode_s = time.perf_counter() - start
     return {"passage_tokens": n, "cache_entries": cache.get_seq_length() - new_tokens, "cache_mib": size / 2**20,
-            "prefill_s": prefill_s, "ms_per_token": 1000 * per_token}
+            "prefill_s": prefill_s, "decode_s": decode_s, "ms_per_token": 1000 * decode_s / new_tokens,
+            "end_to_end_s": prefill_s + decode_s}

@@ -88,3 +88,24 @@ def test_the_full_passage_is_the_ceiling_of_a_compressor_trained_on_all_modes():
     train_compressor(model, tok, examples, cfg, show_progress=False)
     full = evaluate_reading(model, tok, examples, "full", 1.0, cfg)
     assert full["token_accuracy"] > 90
+
+
+def test_the_curriculum_reconstructs_first_and_the_dev_curve_is_recorded():
+    """The first steps draw reconstruction examples only; afterwards QA examples come in. With dev
+    examples the curve has each task's compressed and truncated score, as fractions."""
+    from lbr_utils.compress import curriculum
+
+    examples = qa_examples(MEDICAL, 8, seed=0) + [Example(r.answer) for r in MEDICAL]
+    cfg = CompressionConfig(ratios=(4.0,), steps=6, batch_size=4, reconstruction_steps=3, eval_every=3,
+                            max_input=64, max_target=8)
+    at = curriculum(examples, cfg)
+    assert all(e.task == "reconstruct" for step in range(3) for e in at(step))
+    assert any(e.task == "qa" for step in range(3, 9) for e in at(step))
+    model, tok = build_tiny()
+    dev = {"qa": examples[:2], "reconstruct": examples[-2:]}
+    result = train_compressor(model, tok, examples, cfg, show_progress=False, dev=dev)
+    assert [p["step"] for p in result.curve] == [3, 6]
+    assert set(result.curve[0]) >= {"qa, compressed", "qa, truncated", "reconstruct, compressed"}
+    assert all(0.0 <= p["reconstruct, truncated"] <= 1.0 for p in result.curve)
+    full = decoding_cost(model, tok, PASSAGE * 3, None, new_tokens=2)
+    assert full["end_to_end_s"] == pytest.approx(full["prefill_s"] + full["decode_s"])
