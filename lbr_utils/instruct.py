@@ -1,16 +1,18 @@
 """Instructions on queries, pooled over the query's own tokens (chapter 2).
 
-E5-style embedders {E5-instruct, E5-mistral} prepend a task instruction to every query ("Instruct:
-Given a question, retrieve the passage that answers it\\nQuery: ...") and leave documents as they
-are. Where the pooled state is the last token, that is all there is to it. A *mean* over the
-prompt, though, averages the instruction's tokens in: a 20-token instruction outweighs a 5-token
-query, every query's vector drifts towards the same instruction vector, and queries stop being told
-apart. Pooling over the text's tokens alone keeps what the instruction is for (it still conditions
-every text token under causal attention) without letting it dominate the average.
+Instruction-tuned embedders (E5-mistral, GritLM, NV-Embed) prepend a task instruction to every
+query ("Instruct: Given a question, retrieve the passage that answers it\nQuery: ...") and leave
+documents as they are. Where the pooled state is the last token (E5-mistral), that is all there is to
+it. A *mean* over the prompt, though, averages the instruction's tokens in: a 20-token instruction
+outweighs a 5-token query, and every query's vector drifts towards the same instruction vector.
+GritLM and NV-Embed pool over the query's own tokens: the instruction still conditions every text
+token under causal attention, without entering the average.
 
 :class:`InstructedEmbedder` wraps an :class:`~lbr_utils.embedders.LLMEmbedder`: a text that starts
 with the instruction is read as ``[BOS, instruction, text]`` and pooled over ``text``; any other text
-(a document) is embedded by the wrapped embedder unchanged. Used as an
+(a document) is embedded by the wrapped embedder unchanged. The instructed row is the one the plain
+embedder reads for ``instruction + text``; only the pool mask differs, so "last" is the same vector
+either way and any difference between the two readings is the pooling's. Used as an
 :class:`~lbr_utils.evaluate.Encoder` with ``query_prefix=instruction``, only queries get it.
 """
 
@@ -23,18 +25,22 @@ import numpy as np
 import torch
 
 from .embedders import LLMEmbedder
-from .pooling import bos_ids, token_ids
+from .pooling import bos_ids
 
 PLAIN_POOLINGS = ("first", "mean", "last", "weighted_mean")
 
 
 def instructed_inputs(tokenizer, texts: Sequence[str], instruction: str, max_length: int) -> dict[str, torch.Tensor]:
-    """``[BOS, instruction, text]`` rows (the text cut to ``max_length`` tokens), padded on the
-    tokenizer's side, with a pool mask that covers the text's tokens only. The instruction and the
-    text are tokenised apart, so the boundary between them is exact."""
-    bos, head = bos_ids(tokenizer), token_ids(tokenizer, instruction)
-    rows = [(bos + head + body, [0] * (len(bos) + len(head)) + [1] * len(body))
-            for body in (token_ids(tokenizer, t)[:max_length] for t in texts)]
+    """``[BOS, instruction + text]`` rows built exactly as the plain reading of the instructed query
+    builds them (tokenised together, cut to ``max_length`` tokens), so the two differ only in what is
+    pooled: here the tokens that hold a character of the text (a token straddling the boundary, such
+    as " What" after "Query:", counts as the text's). Padded on the tokenizer's side."""
+    bos, cut = bos_ids(tokenizer), len(instruction)
+    rows = []
+    for text in texts:
+        enc = tokenizer(instruction + text, add_special_tokens=False, return_offsets_mapping=True)
+        ids, offsets = enc["input_ids"][:max_length], enc["offset_mapping"][:max_length]
+        rows.append((bos + ids, [0] * len(bos) + [int(end > cut) for _, end in offsets]))
     if any(sum(flags) == 0 for _, flags in rows):
         raise ValueError("an instructed text has no tokens of its own to pool over")
     width, pad, left = max(len(ids) for ids, _ in rows), tokenizer.pad_token_id, tokenizer.padding_side == "left"

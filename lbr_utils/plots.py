@@ -19,7 +19,7 @@ PALETTE = {
     # Chapter 4's training sets and chapter 7's attacks.
     "human": "#3182bd", "synthetic": "#e6550d", "synthetic (unfiltered)": "#fdae6b", "mix (equal pairs)": "#756bb1",
     "human + synthetic": "#31a354",
-    "bag-of-words probe": "#5254a3", "nearest neighbour": "#8c6d31", "decoder": "#843c39",
+    "bag-of-words probe": "#5254a3", "adaptive probe": "#9c9ede", "nearest neighbour": "#8c6d31", "decoder": "#843c39",
 }
 VERDICT_COLOURS = {"reproduced": "#2ca02c", "contradicted": "#d62728", "inconclusive": "#7f7f7f"}
 
@@ -187,8 +187,8 @@ def claim_forest(table: pd.DataFrame, title: str, ax=None, unit: str = "differen
 
 def filter_figure(funnel: pd.DataFrame, queries: pd.DataFrame):
     """Chapter 4's checks: the share of written queries each check leaves (left), and where BM25, a
-    judge the filter never consulted, ranks the document of kept vs dropped queries (right): a filter
-    that keeps the better queries shifts the kept histogram towards rank 1."""
+    judge the filter never consulted, ranks the document of the queries the consistency filter kept
+    vs dropped (right): a filter that keeps the better queries shifts the kept histogram to rank 1."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
     share = funnel["share of written"]
     y = np.arange(len(share))[::-1]
@@ -197,9 +197,13 @@ def filter_figure(funnel: pd.DataFrame, queries: pd.DataFrame):
     left.set_xlim(0, 100)
     style(left, "queries left (% of written, mean over seeds)", None, "What each check keeps", legend=False)
     written = queries[~queries["empty"].astype(bool)]
+    # Dropped by the consistency filter alone: copies of the document (which BM25 ranks first) and
+    # degenerate loops were caught before it and would muddy the comparison.
+    judged = written[~written["degenerate"].astype(bool) & ~written["copies its document"].astype(bool)]
     bins = np.logspace(0, np.log10(max(2, written["BM25 rank"].max())), 20)
-    for label, rows, colour in [("kept", written[written.kept], VERDICT_COLOURS["reproduced"]),
-                                ("dropped", written[~written.kept], VERDICT_COLOURS["contradicted"])]:
+    for label, rows, colour in [("kept", judged[judged.kept], VERDICT_COLOURS["reproduced"]),
+                                ("dropped by the consistency filter", judged[~judged.kept],
+                                 VERDICT_COLOURS["contradicted"])]:
         right.hist(rows["BM25 rank"], bins=bins, alpha=0.6, color=colour, label=f"{label} ({len(rows)})")
     right.set_xscale("log")
     style(right, "BM25 rank of the query's own document (1 = first; log scale)", "queries",
@@ -210,15 +214,15 @@ def filter_figure(funnel: pd.DataFrame, queries: pd.DataFrame):
 
 def privacy_utility_figure(curve: pd.DataFrame):
     """Chapter 7's trade-off, one panel per embedder: retrieval NDCG@10 (x) against each attack's leak
-    above its template floor (y, word F1 points; bars: std over seeds), one point per noise scale
+    above its template floor (y, word F1 points; bars: 95% CI), one point per noise scale
     (labelled). A defence that works moves a curve down faster than it moves it left."""
     embedders = list(dict.fromkeys(curve.embedder))
     fig, axes = plt.subplots(1, len(embedders), figsize=(5.5 * len(embedders), 3.8), squeeze=False, sharey=True)
     for ax, name in zip(axes[0], embedders):
         for attack, g in curve[curve.embedder == name].groupby("attack", sort=False):
-            ax.errorbar(g["NDCG@10"], g["mean"], yerr=g["std"].fillna(0), marker="o", capsize=2,
-                        color=colour_of(attack), label=attack)
-            for x, y, scale in zip(g["NDCG@10"], g["mean"], g["noise"]):
+            yerr = [g["leak"] - g["ci_low"], g["ci_high"] - g["leak"]]
+            ax.errorbar(g["NDCG@10"], g["leak"], yerr=yerr, marker="o", capsize=2, color=colour_of(attack), label=attack)
+            for x, y, scale in zip(g["NDCG@10"], g["leak"], g["noise"]):
                 ax.annotate(f"{scale:g}", (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
         ax.axhline(0, color="grey", linewidth=0.8, linestyle="--")
         style(ax, "retrieval NDCG@10 (x100), noisy stored vectors", "leak: word F1 above the floor (points)", name)

@@ -423,12 +423,12 @@ def last_quarter_gain(curve: Sequence[Mapping], end: int, key: str = "dev NDCG@1
 def late_models(training: pd.DataFrame, by: Sequence[str] = ("model",), threshold: float = 1.0) -> set:
     """The arms (keys of ``by``) whose runs gain ``threshold`` dev points or more over their last
     quarter, averaged over seeds (one run's 100-query dev score moves a point or two from noise
-    alone): claims about them are not judged. ``training`` has a ``dev_curve`` and ``steps`` per run."""
+    alone): claims about them are not judged. ``training`` has a ``dev_curve`` and ``steps`` per run; a
+    run whose curve cannot show its last quarter counts as late (no evidence is no convergence)."""
     gains = []
     for row in training.to_dict(orient="records"):
         found = last_quarter_gain(row.get("dev_curve") or [], int(row["steps"]))
-        if found is not None:
-            gains.append({**{k: row[k] for k in by}, "gain": found[2]})
+        gains.append({**{k: row[k] for k in by}, "gain": float("inf") if found is None else found[2]})
     if not gains:
         return set()
     mean = pd.DataFrame(gains).groupby(list(by))["gain"].mean()

@@ -256,7 +256,7 @@ def test_a_claim_row_scales_its_ci_and_a_margin_makes_it_non_inferiority():
 
 def test_last_quarter_gain_and_late_models_by_hand():
     """A run scored at steps 25/50/75/100 gains score(100) - score(75) over its last quarter; a run
-    that flattened (seeds averaged) is not late, one still climbing is."""
+    that flattened (seeds averaged) is not late, one still climbing is, and so is one without a curve."""
     from lbr_utils.stats import last_quarter_gain, late_models
 
     climbing = [{"step": s, "dev NDCG@10": v} for s, v in [(25, 0.30), (50, 0.40), (75, 0.45), (100, 0.50)]]
@@ -267,7 +267,7 @@ def test_last_quarter_gain_and_late_models_by_hand():
     training = pd.DataFrame([{"model": "A", "seed": s, "steps": 100, "dev_curve": climbing} for s in (0, 1)]
                             + [{"model": "B", "seed": s, "steps": 100, "dev_curve": flat} for s in (0, 1)]
                             + [{"model": "C", "seed": 0, "steps": 100, "dev_curve": []}])
-    assert late_models(training) == {"A"}
+    assert late_models(training) == {"A", "C"}  # C has no curve to show it flattened
 
 
 def test_seeds_to_decide_reads_a_non_inferiority_claim_against_its_margin():

@@ -1,0 +1,97 @@
+"""Chapter 6's computation, apart from its presentation: per seed, a compressor trained with its
+curriculum and scored on every reading; once, the decoding timings. Cached cells, in their own
+module so that the chapter's claims and prose can change without invalidating the runs."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ..compress import (CompressionConfig, decoding_cost, evaluate_reading, qa_examples, reconstruction_examples,
+                        train_compressor)
+from ..data import load_domain
+from ..models import add_bottleneck_tokens, load_causal_lm
+from ..profiles import Profile
+from ..runcache import cache_key, cached_json, code_fingerprint
+
+DOMAIN = "medical"  # its answer cards carry a short fact (the ICD code) to ask about
+RATIOS = (2.0, 4.0, 8.0, 16.0)
+CLAIM_RATIO = 8.0
+N_TEST, N_DEV = 100, 30  # examples per task (fewer where the profile has fewer evaluation / dev queries)
+REPEATS = 5  # timings per (passage length, reading)
+
+
+def timing_plan(profile: Profile) -> tuple[tuple[int, ...], int]:
+    """Passage lengths to time (2, 8 and 16 times the profile's text length: 256-2048 tokens at
+    `cpu`) and the answer length (half the text length: 64 tokens at `cpu`, a couple of sentences)."""
+    return tuple(f * profile.max_length for f in (2, 8, 16)), profile.max_length // 2
+
+
+def compression_config(profile: Profile, seed: int) -> CompressionConfig:
+    """Reconstruction alone for a third of the steps, then both tasks; six dev points a run."""
+    steps = 6 * profile.generative_steps
+    return CompressionConfig(ratios=RATIOS, steps=steps, batch_size=min(8, profile.batch_size), seed=seed,
+                             max_target=min(64, profile.max_length), reconstruction_steps=steps // 3,
+                             eval_every=max(1, steps // 6), dev_ratio=CLAIM_RATIO)
+
+
+def datasets(profile: Profile, seed: int) -> tuple[list, dict, dict]:
+    """Training examples (GL split), dev examples (dev records) and test examples (evaluation
+    records, never seen) per task."""
+    splits = load_domain(DOMAIN, profile, seed)
+    half, n_dev, n_test = len(splits.gl) // 2, min(N_DEV, profile.n_dev), min(N_TEST, profile.n_eval)
+    train = reconstruction_examples(splits.gl, half, seed) + qa_examples(splits.gl, half, seed=seed)
+    dev = {"reconstruct": reconstruction_examples(splits.dev_records, n_dev, seed),
+           "qa": qa_examples(splits.dev_records, n_dev, seed=seed)}
+    test = {"reconstruct": reconstruction_examples(splits.eval_records, n_test, seed),
+            "qa": qa_examples(splits.eval_records, n_test, seed=seed + 1)}
+    return train, dev, test
+
+
+def _quality(profile: Profile, seed: int) -> dict[str, list]:
+    cfg = compression_config(profile, seed)
+    train_set, dev, test = datasets(profile, seed)
+    model, tok = load_causal_lm(profile.model)
+    result = train_compressor(model, tok, train_set, cfg, show_progress=True, dev=dev)
+    rows = []
+    for task, examples in test.items():
+        readings = [(mode, r) for r in RATIOS for mode in ("compressed", "truncated")] + [("full", None)]
+        for mode, ratio in readings:
+            scores = evaluate_reading(model, tok, examples, mode, ratio or 1.0, cfg)
+            rows.append({"domain": DOMAIN, "task": task, "mode": mode, "ratio": ratio, **scores})
+    # Closed book: the question without its passage, what the model knows (or guesses) on its own.
+    closed = [replace(e, passage="") for e in test["qa"]]
+    rows.append({"domain": DOMAIN, "task": "qa", "mode": "closed book", "ratio": None,
+                 **evaluate_reading(model, tok, closed, "full", 1.0, cfg)})
+    training = [{"train_examples": len(train_set), **result.summary()}]
+    return {"quality": rows, "training": training}
+
+
+def _timing(profile: Profile) -> dict[str, list]:
+    lengths, answer = timing_plan(profile)
+    model, tok = load_causal_lm(profile.model)
+    add_bottleneck_tokens(model, tok, max(lengths) // int(CLAIM_RATIO) + 1)
+    splits = load_domain(DOMAIN, profile, 0)
+    long_text = " ".join(r.answer for r in splits.eval_records + splits.gl + splits.cl)
+    ids = tok(long_text, add_special_tokens=False)["input_ids"]
+    if len(ids) < max(lengths):
+        raise ValueError(f"the domain's text holds {len(ids)} tokens, fewer than {max(lengths)}")
+    rows = []
+    for n in lengths:
+        passage = tok.decode(ids[:n])
+        decoding_cost(model, tok, passage, None, new_tokens=2)  # warm up the kernels for this length
+        for repeat in range(REPEATS):
+            for ratio in (None, CLAIM_RATIO):
+                rows.append({"reading": "full" if ratio is None else f"compressed (r={CLAIM_RATIO:g})",
+                             "repeat": repeat, "answer_tokens": answer,
+                             **decoding_cost(model, tok, passage, ratio, new_tokens=answer)})
+    return {"decoding": rows}
+
+
+def quality_cell(profile: Profile, seed: int) -> dict[str, list]:
+    key = cache_key(code_fingerprint(__name__), part="quality", profile=profile.to_dict(), seed=seed)
+    return cached_json("ch06_cells", key, lambda: _quality(profile, seed))
+
+
+def timing_cell(profile: Profile) -> dict[str, list]:
+    key = cache_key(code_fingerprint(__name__), part="timing", profile=profile.to_dict())
+    return cached_json("ch06_cells", key, lambda: _timing(profile))

@@ -1,0 +1,97 @@
+"""Chapter 3's computation, apart from its presentation: the recipes, and one cached cell per
+(recipe, seed). Its own module so that the chapter's claims and prose can change without
+invalidating hours of training: a cell's key holds this module's code, not the chapter's.
+Chapter 4 trains with the same base recipe and scores with the same row."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from ..contrastive import ContrastiveConfig, train_contrastive, truncated
+from ..data import load_domain
+from ..embedders import LLMEmbedder, SentenceTransformerEmbedder
+from ..evaluate import ranked_ndcg
+from ..models import load_causal_lm
+from ..profiles import Profile
+from ..runcache import cache_key, cached_json, code_fingerprint
+
+BASE = "in-batch, t=0.05 (base)"
+MATRYOSHKA_DIMS = (576, 288, 144, 72, 36)
+ANISOTROPY_PAIRS = 2000
+
+
+def recipes(base: ContrastiveConfig) -> dict[str, ContrastiveConfig]:
+    """Run name -> config: the base recipe and one change at a time."""
+    return {
+        BASE: base,
+        "+ hard negatives (filtered)": replace(base, hard_negatives=1),
+        # One switch drops both false-negative guards: the filter on mined negatives and the in-batch mask.
+        "+ hard negatives, no false-negative guard": replace(base, hard_negatives=1, filter_false_negatives=False),
+        "t=0.02": replace(base, temperature=0.02),
+        "t=0.1": replace(base, temperature=0.1),
+        "Matryoshka": replace(base, matryoshka_dims=MATRYOSHKA_DIMS),
+        "full fine-tuning": replace(base, lora_rank=0, lr=2e-5),
+    }
+
+
+def base_recipe(profile: Profile, seed: int) -> ContrastiveConfig:
+    """LoRA, in-batch negatives, t = 0.05, mean pooling, at the profile's (LBR) scale, with chapter 5's
+    stage-2 schedule: the learning rate stays flat after warmup, so a curve that flattens has
+    flattened by itself, not because the rate decayed. The dev set is scored four times a run."""
+    return ContrastiveConfig(steps=profile.train_steps, batch_size=profile.batch_size, max_length=profile.max_length,
+                             seed=seed, schedule="constant", warmup_steps=max(1, profile.train_steps // 10),
+                             eval_every=max(1, profile.train_steps // 4))
+
+
+def pair_cosines(vectors: np.ndarray, n_pairs: int = ANISOTROPY_PAIRS, seed: int = 0) -> np.ndarray:
+    """Cosines of random pairs of distinct rows, the pairs of :func:`lbr_utils.geometry.anisotropy`
+    (whose value is their mean): kept one by one so a difference in anisotropy gets a CI."""
+    rng = np.random.default_rng(seed)
+    n = len(vectors)
+    i = rng.integers(0, n, n_pairs)
+    j = (i + rng.integers(1, n, n_pairs)) % n
+    u = np.asarray(vectors, dtype=np.float64)
+    u = u / np.linalg.norm(u, axis=1, keepdims=True)
+    return np.sum(u[i] * u[j], axis=1)
+
+
+def retrieval_row(name: str, embed, eval_set) -> dict:
+    """One model's NDCG@10 on an evaluation set: the mean, and every query's score in the set's order
+    (what a paired claim needs)."""
+    per_query = ranked_ndcg(embed, eval_set)
+    scores = [per_query[q] for q in eval_set.qrels]
+    return {"model": name, "metric": "NDCG@10", "score": float(np.mean(scores)), "per_query": scores}
+
+
+def _scored(name: str, embed, splits, seed: int) -> dict[str, list]:
+    corpus = list(splits.eval.corpus.values())
+    return {"retrieval": [retrieval_row(name, embed, splits.eval)],
+            "geometry": [{"model": name, "pair_cosines": pair_cosines(embed(corpus), seed=seed).tolist()}]}
+
+
+def _cell(profile: Profile, domain: str, seed: int, name: str, cfg: ContrastiveConfig | None) -> dict[str, list]:
+    """One model of the chapter: the base LLM (``cfg`` None), a trained recipe, or MiniLM."""
+    splits = load_domain(domain, profile, seed)
+    if name == "all-MiniLM-L6-v2":
+        return _scored(name, SentenceTransformerEmbedder(max_length=profile.max_length).embed, splits, seed)
+    model, tok = load_causal_lm(profile.model)
+    if cfg is None:
+        return _scored(name, LLMEmbedder(model, tok, pooling="mean", max_length=profile.max_length, bf16=True).embed,
+                       splits, seed)
+    embedder, result = train_contrastive(model, tok, splits.cl, cfg, show_progress=False, dev=splits.dev)
+    embedder = embedder.replace(bf16=True, max_length=profile.max_length)
+    out = _scored(name, embedder.embed, splits, seed) | {"training": [{"model": name, **result.summary()}]}
+    if cfg.matryoshka_dims or name == BASE:
+        out["matryoshka"] = []
+        for d in MATRYOSHKA_DIMS:
+            per_query = ranked_ndcg(truncated(embedder, d), splits.eval)
+            out["matryoshka"].append({"model": name, "dim": d, "per_query": [per_query[q] for q in splits.eval.qrels]})
+    return out
+
+
+def cell(profile: Profile, domain: str, seed: int, name: str, cfg: ContrastiveConfig | None) -> dict[str, list]:
+    key = cache_key(code_fingerprint(__name__), profile=profile.to_dict(), domain=domain, seed=seed, name=name,
+                    cfg=cfg.to_dict() if cfg else None)
+    return cached_json("ch03_cells", key, lambda: _cell(profile, domain, seed, name, cfg))
