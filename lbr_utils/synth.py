@@ -177,12 +177,15 @@ def consistency_filter(embed, records: Sequence[QARecord], pool: Sequence[str] |
 # What a small writer gets wrong, caught before training: near-copies posing as negatives, and
 # degenerate repetitions posing as queries.
 
-_REPEATED_UNIT = re.compile(r"(.{1,8}?)\1{3,}")  # a unit of 1-8 characters repeated at least four times in a row
+# A unit of 2-8 characters repeated at least four times in a row ("A.A.A.A.", "-11-11-11-11"), or one
+# punctuation mark six times: "10000" or an ellipsis "...." stay ordinary text.
+_REPEATED_UNIT = re.compile(r"(.{2,8}?)\1{3,}|([^\w\s])\2{5,}")
 
 
 def degenerate(text: str, min_distinct: float = 0.5) -> bool:
     """True for a generation that loops instead of writing: a short unit repeated four or more times
-    in a row ("A.A.A.A.", "-11-11-11-11"), or fewer than ``min_distinct`` of its words distinct."""
+    in a row ("A.A.A.A.", "-11-11-11-11"), or fewer than ``min_distinct`` of its words distinct.
+    A code such as "Z00.00" or a number such as "10000" is not a loop."""
     tokens = text.lower().split()
     return bool(_REPEATED_UNIT.search(text)) or (len(tokens) >= 4 and len(set(tokens)) / len(tokens) < min_distinct)
 

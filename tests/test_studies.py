@@ -343,7 +343,7 @@ def test_pooling_survey_claims_are_judged_per_domain_on_per_query_differences():
 
     rng = np.random.default_rng(0)
     rows = {"main": [], "instruction": []}
-    for a, b, _, _, table in SURVEY_CLAIMS:
+    for a, b, _, _, table, _ in SURVEY_CLAIMS:
         for model, shift in ((a, 0.1), (b, 0.0)):
             for seed in (0, 1, 2):
                 for domain in ("medical", "code"):

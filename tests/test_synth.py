@@ -102,7 +102,8 @@ def test_degenerate_generations_are_caught_and_ordinary_ones_kept():
 
     for text in ["(IUI)\n\nA.I.P.A.A.A.A.A.A.A.A.A.A.", ",-2014-11-11-11-11-11-11-11-11-1", "the the the the the the"]:
         assert degenerate(text), text
-    for text in ["broken upper arm bone", "python sort a list", "Displacement of intrathecal infusion pump"]:
+    for text in ["broken upper arm bone", "python sort a list", "Displacement of intrathecal infusion pump",
+                 "dose of 10000 units", "encounter (ICD-10-CM Z00.00) ...."]:
         assert not degenerate(text), text
 
 
