@@ -15,7 +15,7 @@ PALETTE = {
     "LLM+GL+CL": "#e377c2", "LLM+IB-GL+CL": "#006d2c",
     "GL": "#ff7f0e", "IB-GL": "#2ca02c", "CL only": "#d62728",
     # The same models under their names in chapters 3, 4 and 7.
-    "all-MiniLM-L6-v2": "#17becf", "SmolLM2": "#bcbd22", "before training": "#bcbd22",
+    "all-MiniLM-L6-v2": "#17becf", "SmolLM2": "#bcbd22", "smollm2": "#bcbd22", "before training": "#bcbd22",
     # Chapter 4's training sets and chapter 7's attacks.
     "human": "#3182bd", "synthetic": "#e6550d", "synthetic (unfiltered)": "#fdae6b", "mix (equal pairs)": "#756bb1",
     "human + synthetic": "#31a354",
@@ -49,7 +49,8 @@ def style(ax, xlabel: str | None = None, ylabel: str | None = None, title: str |
 
 
 def grouped_bars(table: pd.DataFrame, metric: str, title: str, ax=None, percent: bool = True):
-    """One group of bars per task, one bar per model, for ``metric`` of a tidy results table."""
+    """One group of bars per task, one bar per model (in the book's colour for it, so two panels of
+    one figure agree), for ``metric`` of a tidy results table."""
     sub = table[table.metric == metric].pivot_table(index="task", columns="model", values="score", sort=False)
     if sub.empty:
         raise ValueError(f"no rows with metric {metric!r} in the table")
@@ -58,9 +59,10 @@ def grouped_bars(table: pd.DataFrame, metric: str, title: str, ax=None, percent:
     x = np.arange(sub.shape[0])
     scale = 100 if percent else 1
     for i, model in enumerate(sub.columns):
-        bars = ax.bar(x + i * width, sub[model].to_numpy() * scale, width, label=model)
+        bars = ax.bar(x + i * width, sub[model].to_numpy() * scale, width, label=model, color=colour_of(model))
         ax.bar_label(bars, fmt="%.0f" if percent else "%.2f", fontsize=7, padding=1)
     ax.set_xticks(x + width * (sub.shape[1] - 1) / 2, sub.index)
+    ax.set_ylim(top=ax.get_ylim()[1] * 1.2)  # head room: the legend never covers a bar's label
     return style(ax, ylabel=f"{metric}{' (x100)' if percent else ''}", title=title)
 
 
