@@ -354,3 +354,20 @@ def test_pooling_survey_claims_are_judged_per_domain_on_per_query_differences():
     assert len(judged) == len(SURVEY_CLAIMS) * 2 and set(judged.domain) == {"medical", "code"}
     first = judged[judged.a == SURVEY_CLAIMS[0][0]]
     assert (first.verdict == "reproduced").all() and first.ours.round(0).eq(10).all()
+
+
+def test_chapter6_passages_fit_what_the_model_reads():
+    """Every passage chapter 6 trains, tunes or tests on fits the model's reading window, so no reading
+    loses the fact a question asks about; the sizes stay what the profile asks for."""
+    from lbr_utils.pooling import token_ids
+    from lbr_utils.studies._compression_cells import compression_config, datasets
+
+    _, tok = build_tiny()
+    profile = get_profile("smoke")
+    window = 200  # the tiny tokenizer spends about 60 tokens on one medical fact
+    train, dev, test = datasets(profile, 0, tok, window)
+    everything = train + [e for split in (dev, test) for examples in split.values() for e in examples]
+    assert everything and all(len(token_ids(tok, e.passage)) <= window for e in everything)
+    assert any(e.task == "qa" for e in train) and test["qa"] and len(test["reconstruct"]) == profile.n_eval
+    unlimited = datasets(profile, 0, tok, 10**6)[2]["qa"]
+    assert any(len(token_ids(tok, e.passage)) > window for e in unlimited)  # the window does leave some out
