@@ -241,7 +241,9 @@ def test_inversion_claims_judge_each_attack_and_the_noise_by_hand():
                 inversion.append({"embedder": "e", "attack": attack, "noise": noise, "seed": seed,
                                   "word F1": (floor + kept * gain + rng.normal(0, 0.01, 50)).tolist(),
                                   "word F1, floor": floor.tolist()})
-            retrieval.append({"embedder": "e", "noise": noise, "seed": seed, "NDCG@10": 0.5 - noise / 5})
+            per_query = (0.5 - noise / 5 + rng.normal(0, 0.005, 50)).tolist()
+            retrieval.append({"embedder": "e", "noise": noise, "seed": seed, "NDCG@10": float(np.mean(per_query)),
+                              "per_query": per_query})
     tables = {"inversion": pd.DataFrame(inversion), "retrieval": pd.DataFrame(retrieval)}
     table = survey_claims(tables).set_index("claim")
     probe = table.loc["stored embeddings leak their text: the bag-of-words probe recovers more words than the template"]
@@ -251,6 +253,8 @@ def test_inversion_claims_judge_each_attack_and_the_noise_by_hand():
     halves = table[table.index.str.startswith("noise at 0.05")].verdict
     assert halves["noise at 0.05 (at most 2 NDCG@10 points lost) halves the bag-of-words probe's leak"] == "reproduced"
     assert halves["noise at 0.05 (at most 2 NDCG@10 points lost) halves the decoder's leak"] != "reproduced"
+    budget = table.loc["noise at 0.05 costs retrieval at most 2 NDCG@10 points"]
+    assert budget["verdict"] == "reproduced" and budget["ours"] == pytest.approx(-1.0, abs=0.3)
     costly = dict(tables, retrieval=tables["retrieval"].assign(**{"NDCG@10": lambda t: 0.5 - 2 * t.noise}))
     assert (survey_claims(costly).set_index("claim").filter(like="noise at 0 ", axis=0).verdict
             == "not judged: no noise within the retrieval budget").all()

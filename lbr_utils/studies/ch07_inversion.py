@@ -83,15 +83,22 @@ def _by_seed(rows: pd.DataFrame) -> dict[int, np.ndarray]:
 
 def survey_claims(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """One Holm family, per embedder: does each attack recover more than the template from clean
-    vectors, and does the noise a practitioner could afford (at most ``UTILITY_LOSS`` NDCG@10 points)
-    halve each attack's leak? "Halve" per text: noisy leak - clean leak / 2 < 0. Every attack is
+    vectors, does the noise a practitioner could afford (at most ``UTILITY_LOSS`` NDCG@10 points,
+    itself judged per query) halve each attack's leak? "Halve" per text: noisy leak - clean leak / 2 < 0. Every attack is
     judged (the defence holds only where it holds against all of them): picking the strongest from
     the same texts would favour the defence. Where no noise is affordable, nothing is judged."""
     leaks = leak(tables["inversion"])
-    noise = usable_noise(tables["retrieval"])
+    retrieval = tables["retrieval"]
+    noise = usable_noise(retrieval)
     rows = []
     for name in leaks.embedder.unique():
         ours = leaks[leaks.embedder == name]
+        if noise[name] > 0:  # the level was picked on mean NDCG@10: does its CI keep it within the budget?
+            mine = retrieval[retrieval.embedder == name]
+            clean, noisy = (_by_seed(mine[mine.noise == s]) for s in (0.0, noise[name]))
+            rows.append(judged_claim(f"noise at {noise[name]:g} costs retrieval at most {UTILITY_LOSS:g} NDCG@10 points",
+                                     {s: noisy[s] - clean[s] for s in clean}, +1, margin=UTILITY_LOSS / 100,
+                                     source="practice: noise as a defence", embedder=name))
         for attack in ours.attack.unique():
             at = ours[ours.attack == attack]
             clean = _by_seed(at[at.noise == 0])
