@@ -375,3 +375,18 @@ def test_chapter6_passages_fit_what_the_model_reads():
     assert any(e.task == "qa" for e in train) and test["qa"] and len(test["reconstruct"]) == profile.n_eval
     unlimited = datasets(profile, 0, tok, 10**6)[2]["qa"]
     assert any(len(token_ids(tok, e.passage)) > window for e in unlimited)  # the window does leave some out
+
+
+def test_anisotropy_pairs_are_disjoint_and_paired_across_models():
+    """Chapter 3's anisotropy CI runs over pairs that share no document (n // 2 of them), the same
+    pairs for every model at one seed; their cosines are the hand values."""
+    from lbr_utils.studies._contrastive_cells import pair_cosines
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(11, 4))
+    cos = pair_cosines(vectors, seed=3)
+    order = np.random.default_rng(3).permutation(11)
+    u = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    by_hand = [float(u[a] @ u[b]) for a, b in zip(order[0:10:2], order[1::2])]
+    assert len(cos) == 5 and np.allclose(cos, by_hand)
+    assert np.allclose(pair_cosines(np.ones((6, 3)), seed=1), 1.0) and np.allclose(pair_cosines(np.eye(6), seed=1), 0.0)

@@ -19,7 +19,6 @@ from ..runcache import cache_key, cached_json, code_fingerprint
 
 BASE = "in-batch, t=0.05 (base)"
 MATRYOSHKA_DIMS = (576, 288, 144, 72, 36)
-ANISOTROPY_PAIRS = 2000
 
 
 def recipes(base: ContrastiveConfig) -> dict[str, ContrastiveConfig]:
@@ -45,13 +44,13 @@ def base_recipe(profile: Profile, seed: int) -> ContrastiveConfig:
                              eval_every=max(1, profile.train_steps // 4))
 
 
-def pair_cosines(vectors: np.ndarray, n_pairs: int = ANISOTROPY_PAIRS, seed: int = 0) -> np.ndarray:
-    """Cosines of random pairs of distinct rows, the pairs of :func:`lbr_utils.geometry.anisotropy`
-    (whose value is their mean): kept one by one so a difference in anisotropy gets a CI."""
-    rng = np.random.default_rng(seed)
-    n = len(vectors)
-    i = rng.integers(0, n, n_pairs)
-    j = (i + rng.integers(1, n, n_pairs)) % n
+def pair_cosines(vectors: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Cosines of disjoint random pairs of rows (a shuffle, read two at a time): their mean estimates
+    :func:`lbr_utils.geometry.anisotropy`, and since no row is in two pairs, each pair is its own
+    draw, so a CI over pairs is not narrowed by reusing documents. The same ``seed`` gives every
+    model the same pairs (a paired comparison)."""
+    order = np.random.default_rng(seed).permutation(len(vectors))
+    i, j = order[0:len(order) - 1:2], order[1::2]
     u = np.asarray(vectors, dtype=np.float64)
     u = u / np.linalg.norm(u, axis=1, keepdims=True)
     return np.sum(u[i] * u[j], axis=1)
