@@ -26,9 +26,8 @@ table's family at ``alpha``. The two rules are made consistent by construction:
 The CI we print beside a verdict is the unadjusted 95% one: it says how large the difference is,
 while the Holm-adjusted p says whether the family lets us call it.
 
-The module also holds the older per-seed summaries (:func:`mean_std`, :func:`verdict`,
-:func:`comparable`, ...) that judge a claim by the sign of every seed; they stay for tables that
-have per-seed scores only.
+The module also holds the per-seed summaries the chapters' tables print (:func:`mean_std`,
+:func:`fmt`): a mean ± standard deviation describes, the CI verdict judges.
 """
 
 from __future__ import annotations
@@ -47,7 +46,7 @@ _BLOCK = 1 << 22
 
 
 # ---------------------------------------------------------------------------------------------------
-# Per-seed summaries (the study's first rule; moved from report.py unchanged but for empty inputs).
+# Per-seed summaries for the chapters' tables.
 # ---------------------------------------------------------------------------------------------------
 
 
@@ -65,67 +64,6 @@ def mean_std(table: pd.DataFrame, keys: Sequence[str], value: str = "score", sca
 def fmt(mean: float, std: float, digits: int = 1) -> str:
     """``"34.2 ± 1.3"``; a single seed has no spread and prints as the mean alone."""
     return f"{mean:.{digits}f}" if pd.isna(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
-
-
-def mean_of(values: Iterable[float]) -> float:
-    """The mean of per-seed (or per-unit) differences, refusing an empty list.
-
-    An empty list means the claim's arms were never run side by side; a mean of nothing must say so
-    rather than surface as a ZeroDivisionError or a silent NaN in a report table.
-    """
-    values = list(values)
-    if not values:
-        raise ValueError(NO_DIFFERENCES)
-    return float(np.mean(values))
-
-
-def verdict(differences: Sequence[float], paper_difference: float) -> str:
-    """Judge the paper's claim ``A - B = paper_difference`` from our per-seed differences ``A - B``.
-
-    Only the sign of ``paper_difference`` matters (a positive one, or else negative):
-    *reproduced*: every seed has the paper's sign; *partly*: the mean has it but not every seed;
-    *not reproduced*: the mean has the opposite sign (or is exactly zero).
-    """
-    diffs = list(differences)
-    if not diffs:
-        raise ValueError(NO_DIFFERENCES)
-    sign = 1 if paper_difference > 0 else -1
-    if all(d * sign > 0 for d in diffs):
-        return "reproduced"
-    if sum(diffs) * sign > 0:
-        return "partly"
-    return "not reproduced"
-
-
-def spread(values: Sequence[float], scale: float = 100.0) -> float:
-    """Standard deviation (ddof=1) of per-seed differences or ratios, scaled like the mean beside it.
-
-    NaN for a single value, which has no spread, and for none: the report prints it beside claims
-    that may have nothing to measure (a ratio whose denominator is 0), so it must not raise.
-    """
-    values = list(values)
-    return float(np.std(values, ddof=1)) * scale if len(values) > 1 else float("nan")
-
-
-def paired_differences(table: pd.DataFrame, a: str, b: str, column: str = "model", value: str = "score",
-                       by: Sequence[str] = ("seed",)) -> list[float]:
-    """Per-unit ``value(a) - value(b)`` from a long table (one row per model and unit, ``by`` names
-    the unit). Pairing removes what both arms share (the seed's data order, the evaluation set), so
-    the differences are far less noisy than the two scores apart. Units missing an arm are dropped.
-    """
-    wide = table.pivot_table(index=list(by), columns=column, values=value)
-    return (wide[a] - wide[b]).dropna().tolist()
-
-
-def comparable(ratios: Sequence[float], floor: float = 0.8) -> str:
-    """Judge "A keeps B's level" from per-seed ratios A / B: *reproduced* if every seed keeps at least
-    ``floor`` of B, *partly* if the mean does, *not reproduced* otherwise."""
-    ratios = list(ratios)
-    if not ratios:
-        raise ValueError(NO_DIFFERENCES)
-    if all(r >= floor for r in ratios):
-        return "reproduced"
-    return "partly" if mean_of(ratios) >= floor else "not reproduced"
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:
@@ -147,17 +85,6 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
 def claim_row(text: str, ours: float, std: float, paper: float, judged: str) -> dict:
     """One row of a claim table: our value, its spread, the paper's, the verdict."""
     return {"claim": text, "ours": ours, "± std": std, "paper": paper, "verdict": judged}
-
-
-def paired_claim(text: str, diffs: Sequence[float], paper: float) -> dict:
-    """"A beats B", judged on the per-seed differences A - B: their mean and spread (x100), the verdict."""
-    return claim_row(text, 100 * mean_of(diffs), spread(diffs), paper, verdict(diffs, +1))
-
-
-def survey_claim(text: str, source: str, evidence: str, diffs: Sequence[float], sign: int) -> dict:
-    """A survey claim (a direction, no paper number) judged on ``diffs`` over the units it names."""
-    return {"claim": text, "source": source, "ours (x100)": 100 * mean_of(diffs), "± std": spread(diffs),
-            "evidence": evidence, "units": len(diffs), "verdict": verdict(diffs, sign)}
 
 
 @dataclass(frozen=True)
