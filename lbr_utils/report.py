@@ -25,11 +25,11 @@ INTRO = ("Every number on this page is read from a results file by `lbr_utils.re
          "claims under one heading are one family: a verdict stands only if its Holm-adjusted p is below 0.05. "
          "Differences are in points (x100); \"paper in CI\" says whether the paper's own difference is a value "
          "our data allow.")
-SURVEY_INTRO = ("The survey states directions, not numbers, so there is no paper column: \"ours\" is the difference "
-                "the claim predicts to be positive (negative for anisotropy), over \"units\" paired comparisons. "
-                "These chapters' results files hold one seed and no per-query scores yet, so their claims are still "
-                "judged by the older sign rule (*reproduced* when every unit has the claim's sign, *partly* when only "
-                "the mean does): a verdict on one unit is a single observation, not a test.")
+SURVEY_INTRO = ("The survey states directions, not numbers, so there is no paper column. Each chapter's claims "
+                "are judged as above: the paired per-query (per-text, per-example) differences of every seed, a "
+                "hierarchical-bootstrap 95% CI, Holm within the chapter's family; a claim about a model whose dev "
+                "curve had not flattened is not judged. \"source\" says whose claim it is (the survey's, a method "
+                "paper's, or ours where the survey's claim is about adapted models).")
 
 
 def _table(frame: pd.DataFrame) -> str:
