@@ -63,3 +63,17 @@ def test_every_chapter_opens_with_its_idea_and_reuses_the_committed_results_by_d
         assert "hide-input" in after.metadata.get("tags", []) and "import" in after.source, path.name
         install = [c for c in cells if 'find_spec("lbr_utils")' in c.source]
         assert len(install) == 1 and "hide-cell" in install[0].metadata["tags"], path.name
+
+
+def test_the_kernels_sockets_stay_out_of_the_notebook_folder(tmp_path):
+    """The kernel talks over IPC sockets; they live in a temporary folder, so a run that is killed
+    leaves nothing beside the chapters (the check runs inside the kernel, while they exist)."""
+    from lbr_utils.cli.reproduce import execute
+
+    path = tmp_path / "ch01_demo.ipynb"
+    _notebook(path, "import os\nassert not [f for f in os.listdir('.') if f.startswith('kernel-ipc')], os.listdir('.')")
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
+    nbformat.write(nb, path)
+    execute(path, "smoke", tmp_path / "out" / path.name)
+    assert not [f for f in (tmp_path / "out").iterdir() if f.name.startswith("kernel-ipc")]

@@ -19,6 +19,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -76,6 +77,12 @@ def _ipc_kernel_manager():
         @default("transport")
         def _default_transport(self) -> str:
             return "ipc"
+
+        @default("ip")
+        def _default_ip(self) -> str:
+            # the sockets' path prefix; jupyter_client's default ("kernel-ipc") is relative to the
+            # notebook folder, where a killed run would leave its sockets among the chapters
+            return str(Path(tempfile.mkdtemp(prefix="lbr-kernel-")) / "kernel-ipc")
 
     return IPCKernelManager
 
