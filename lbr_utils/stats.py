@@ -335,11 +335,14 @@ def seeds_to_decide(row: Mapping[str, object]) -> int | None:
     return int(np.ceil(n * ((high - low) / 2 / abs(ours)) ** 2))
 
 
+FLAT_GAIN = 1.0  # the study's convergence rule: a run has flattened once its last quarter gains less (dev points)
+
+
 def last_quarter_gain(curve: Sequence[Mapping], end: int, key: str = "dev NDCG@10") -> tuple[int, float, float] | None:
     """How much a run still gained on dev over the last quarter of its first ``end`` steps: (the step
     the quarter starts from, the score at ``end``, the gain), scores x100. The quarter starts at the
     last dev point at or before 3/4 of ``end``; None when the curve has no point that early or none
-    at ``end``. A gain below 1 point means the run had flattened (the study's convergence rule)."""
+    at ``end``. A gain below ``FLAT_GAIN`` means the run had flattened."""
     points = sorted((int(p["step"]), float(p[key])) for p in curve if int(p["step"]) <= end)
     early = [(step, score) for step, score in points if step <= 0.75 * end]
     if not early or not points or points[-1][0] != end:
@@ -347,14 +350,15 @@ def last_quarter_gain(curve: Sequence[Mapping], end: int, key: str = "dev NDCG@1
     return early[-1][0], 100 * points[-1][1], 100 * (points[-1][1] - early[-1][1])
 
 
-def late_models(training: pd.DataFrame, by: Sequence[str] = ("model",), threshold: float = 1.0) -> set:
-    """The arms (keys of ``by``) whose runs gain ``threshold`` dev points or more over their last
+def late_models(training: pd.DataFrame, by: Sequence[str] = ("model",), threshold: float = FLAT_GAIN,
+                key: str = "dev NDCG@10") -> set:
+    """The arms (keys of ``by``) whose runs gain ``threshold`` dev points (of ``key``) or more over their last
     quarter, averaged over seeds (one run's 100-query dev score moves a point or two from noise
     alone): claims about them are not judged. ``training`` has a ``dev_curve`` and ``steps`` per run; a
     run whose curve cannot show its last quarter counts as late (no evidence is no convergence)."""
     gains = []
     for row in training.to_dict(orient="records"):
-        found = last_quarter_gain(row.get("dev_curve") or [], int(row["steps"]))
+        found = last_quarter_gain(row.get("dev_curve") or [], int(row["steps"]), key=key)
         gains.append({**{k: row[k] for k in by}, "gain": float("inf") if found is None else found[2]})
     if not gains:
         return set()

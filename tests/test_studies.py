@@ -115,7 +115,7 @@ def test_generation_keeps_is_judged_with_a_margin_and_convergence_by_hand():
     assert keeps["ours"] == pytest.approx(-2.0) and keeps["verdict"] == "reproduced"  # -2 is inside the margin
     conv = convergence(pd.DataFrame(record["metrics"]["training"]), snapshot_steps=2)
     # 6 steps: gain from step 4 (<= 4.5) to 6 is 0; the snapshot at 2 has no quarter point before it.
-    assert conv["last-quarter gain"].tolist() == [0.0] * 3 and conv["flat (< 1 point)"].all()
+    assert conv["last-quarter gain"].tolist() == [0.0] * 3 and conv["flattened"].all()
 
 
 def test_what_this_shows_is_written_from_the_judged_claims():

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from ..lbr import RATIO, ContrastiveConfig, GenerativeConfig, configs, max_length
 from ..profiles import Profile, get_profile, lbr_profile
 from ..results import load_tables, paper_numbers, save_results, timer
-from ..stats import (claim_family, display_claims, fmt, judged_claim, last_quarter_gain, mean_std,
+from ..stats import (FLAT_GAIN, claim_family, display_claims, fmt, judged_claim, last_quarter_gain, mean_std,
                      per_query_differences, spearman, unconverged, verdict_lines)
 from ._lbr_cells import BASELINES, collect, run_baseline, run_cell, scale_line
 
@@ -237,8 +237,8 @@ def generation_claims(generation: pd.DataFrame) -> pd.DataFrame:
 
 def convergence(training: pd.DataFrame, snapshot_steps: int) -> pd.DataFrame:
     """Every stage-2 run's dev NDCG@10 gain (x100) over the last quarter of its steps: final minus the
-    last dev score at or before three quarters of the steps. A run whose gain is below 1 point has
-    flattened. A CL-only LLM run longer than the snapshot is also judged at it (the paper-protocol
+    last dev score at or before three quarters of the steps. A run whose gain is below ``FLAT_GAIN``
+    has flattened. A CL-only LLM run longer than the snapshot is also judged at it (the paper-protocol
     model it serves as; its learning rate is flat, so that model is a finished shorter run)."""
     rows = []
     for r in training[training.stage == 2].itertuples():
@@ -248,12 +248,12 @@ def convergence(training: pd.DataFrame, snapshot_steps: int) -> pd.DataFrame:
                 continue
             start, final, gain = found
             rows.append({"model": r.model, "domain": r.domain, "seed": r.seed, "steps": end, "from step": start,
-                         "dev NDCG@10 (x100)": final, "last-quarter gain": gain, "flat (< 1 point)": gain < 1.0})
+                         "dev NDCG@10 (x100)": final, "last-quarter gain": gain, "flattened": gain < FLAT_GAIN})
     return pd.DataFrame(rows)
 
 
 def late_arms(training: pd.DataFrame, config: dict) -> set[tuple[str, str]]:
-    """(domain, arm) pairs whose stage-2 runs gain 1 dev point or more over their last quarter, on
+    """(domain, arm) pairs whose stage-2 runs gain ``FLAT_GAIN`` dev points or more over their last quarter, on
     average over seeds: not trained to convergence, so no claim about them is judged. (Averaged: one
     run's 100-query dev score moves by a point or two from noise alone.)"""
     stage2, total = config["stage2"]["steps"], config["stage1"]["steps"] + config["stage2"]["steps"]
@@ -263,7 +263,7 @@ def late_arms(training: pd.DataFrame, config: dict) -> set[tuple[str, str]]:
     conv = conv.assign(arm=conv.model.where(~(conv.model.str.startswith("LLM+CL") & (conv.steps == total)),
                                             conv.model + EQUAL))
     gains = conv.groupby(["domain", "arm"])["last-quarter gain"].mean()
-    return {key for key, gain in gains.items() if gain >= 1.0}
+    return {key for key, gain in gains.items() if gain >= FLAT_GAIN}
 
 
 def separation_prediction(separation: pd.DataFrame, retrieval: pd.DataFrame) -> pd.DataFrame:

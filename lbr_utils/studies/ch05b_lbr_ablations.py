@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from ..lbr import RATIO, configs
 from ..profiles import Profile, get_profile, lbr_profile
 from ..results import load_tables, paper_numbers, provenance_line, save_results, timer
-from ..stats import claim_family, claim_row, display_claims, judged_claim, per_query_differences, unconverged
+from ..stats import FLAT_GAIN, claim_family, claim_row, display_claims, judged_claim, per_query_differences, unconverged
 from . import ch05a_lbr_stages as stages
 from ._lbr_cells import collect, run_cell, scale_line
 
@@ -95,14 +95,14 @@ def _part(retrieval: pd.DataFrame, name: str) -> pd.DataFrame:
 
 
 def late_runs(training: pd.DataFrame) -> set[tuple[str, str, int]]:
-    """(part, model, stage-2 steps) of the stage-2 runs that gain 1 dev point or more over their last
+    """(part, model, stage-2 steps) of the stage-2 runs that gain ``FLAT_GAIN`` dev points or more over their last
     quarter, on average over seeds (chapter 5a's rule): claims about them are not judged."""
     out = set()
     for part, rows in training.groupby("part"):
         conv = stages.convergence(rows, snapshot_steps=0)
         if not conv.empty:
             gains = conv.groupby(["model", "steps"])["last-quarter gain"].mean()
-            out |= {(part, model, int(steps)) for (model, steps), gain in gains.items() if gain >= 1.0}
+            out |= {(part, model, int(steps)) for (model, steps), gain in gains.items() if gain >= FLAT_GAIN}
     return out
 
 
