@@ -12,6 +12,7 @@ PALETTE = {
     "BM25": "#7f7f7f", "MiniLM": "#17becf", "MiniLM+CL": "#1f77b4",
     "LLM": "#bcbd22", "LLM+GL": "#ff7f0e", "LLM+IB-GL": "#2ca02c",
     "LLM+CL": "#d62728", "LLM+CL (last token)": "#9467bd", "LLM+CL (mean)": "#8c564b",
+    "LLM+CL (GL+CL pairs)": "#393b79",
     "LLM+GL+CL": "#e377c2", "LLM+IB-GL+CL": "#006d2c",
     "GL": "#ff7f0e", "IB-GL": "#2ca02c", "CL only": "#d62728",
     # The same models under their names in chapters 3, 4 and 7.
@@ -22,6 +23,7 @@ PALETTE = {
     "bag-of-words probe": "#5254a3", "adaptive probe": "#9c9ede", "nearest neighbour": "#8c6d31", "decoder": "#843c39",
 }
 VERDICT_COLOURS = {"reproduced": "#2ca02c", "contradicted": "#d62728", "inconclusive": "#7f7f7f"}
+NOT_JUDGED = "not judged"  # the start of a verdict left out by the convergence gate (stats.unconverged)
 
 
 def colour_of(name: str) -> str:
@@ -140,7 +142,9 @@ def learning_curves(training: pd.DataFrame, domains: list[str], models: list[str
     A stage-1 checkpoint that several models start from is drawn once, under the first one's name."""
     models = models or list(dict.fromkeys(training.model))
     colours = {m: colour_of(m) for m in models}
-    fig, axes = plt.subplots(2, len(domains), figsize=(5.2 * len(domains), 6.4), squeeze=False)
+    # a model that shares its colour with an earlier one (a variant: "MiniLM+CL (256 tokens)") is dashed
+    dashes = {m: "--" if list(colours.values()).index(c) < models.index(m) else "-" for m, c in colours.items()}
+    fig, axes = plt.subplots(2, len(domains), figsize=(5.2 * len(domains) + 2.4, 6.4), squeeze=False)
     for col, domain in enumerate(domains):
         runs = training[(training.domain == domain) & training.model.isin(models)]
         stage1 = runs[runs.stage == 1].drop_duplicates(["seed", "seconds"])
@@ -153,11 +157,13 @@ def learning_curves(training: pd.DataFrame, domains: list[str], models: list[str
                 frames = [pd.DataFrame(getattr(r, key)) for r in group.itertuples()]
                 frames = [f.set_index("step")[value] * scale for f in frames if not f.empty]
                 for frame in frames:
-                    ax.plot(frame.index, frame.values, color=colours[model], alpha=0.25, lw=0.8)
+                    ax.plot(frame.index, frame.values, color=colours[model], ls=dashes[model], alpha=0.25, lw=0.8)
                 if frames:
                     mean = pd.concat(frames, axis=1).mean(axis=1)
-                    ax.plot(mean.index, mean.values, color=colours[model], lw=1.8, label=model)
-            style(ax, "training step", ylabel, f"{domain}: stage {row + 1}", legend_size=7)
+                    ax.plot(mean.index, mean.values, color=colours[model], ls=dashes[model], lw=1.8, label=model)
+            style(ax, "training step", ylabel, f"{domain}: stage {row + 1}", legend=False)
+            if col == len(domains) - 1 and ax.get_legend_handles_labels()[0]:  # beside the panels, never over a curve
+                ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1))
     fig.tight_layout()
     return fig
 
@@ -165,25 +171,30 @@ def learning_curves(training: pd.DataFrame, domains: list[str], models: list[str
 def claim_forest(table: pd.DataFrame, title: str, ax=None, unit: str = "difference (x100)"):
     """A claim family as a forest plot: each claim's mean difference with its 95% CI (a line), the
     paper's difference (a cross) where it has one, and 0 (no effect) marked. A CI that crosses 0 is
-    an inconclusive claim at a glance."""
+    an inconclusive claim at a glance; a claim the convergence gate left out is dashed and hollow (its
+    interval is shown, not judged). The legend names only the verdicts drawn."""
 
     labels = [f"{r.claim} ({r.domain})" if "domain" in table and isinstance(r.domain, str) else r.claim
               for r in table.itertuples()]
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 0.45 * len(table) + 1.2))
-    colours = VERDICT_COLOURS
+    looks = {v: (c, "-", c) for v, c in VERDICT_COLOURS.items()} | {NOT_JUDGED: ("0.6", "--", "white")}
+    kind = lambda verdict: NOT_JUDGED if str(verdict).startswith(NOT_JUDGED) else verdict
     y = np.arange(len(table))[::-1]
     for yi, r in zip(y, table.itertuples()):
-        colour = colours.get(r.verdict, "0.5")
-        ax.plot([r.ci_low, r.ci_high], [yi, yi], color=colour, lw=2.5)
-        ax.plot(r.ours, yi, "o", color=colour)
+        colour, ls, face = looks.get(kind(r.verdict), ("0.5", "-", "0.5"))
+        ax.plot([r.ci_low, r.ci_high], [yi, yi], color=colour, ls=ls, lw=2.5)
+        ax.plot(r.ours, yi, "o", color=colour, markerfacecolor=face)
         if r.paper is not None and not pd.isna(r.paper):
             ax.plot(r.paper, yi, "x", color="k", ms=6)
     ax.axvline(0, color="k", lw=0.8, ls=":")
     ax.set_yticks(y, labels, fontsize=8)
-    ax.plot([], [], "x", color="k", label="the paper")
-    for verdict, colour in colours.items():
-        ax.plot([], [], color=colour, lw=2.5, label=f"ours, 95% CI: {verdict}")
+    if "paper" in table and table.paper.notna().any():
+        ax.plot([], [], "x", color="k", label="the paper")
+    for verdict in dict.fromkeys(kind(v) for v in table.verdict):
+        colour, ls, _ = looks.get(verdict, ("0.5", "-", "0.5"))
+        text = "not judged (an arm still climbing)" if verdict == NOT_JUDGED else verdict
+        ax.plot([], [], color=colour, ls=ls, lw=2.5, label=f"ours, 95% CI: {text}")
     return style(ax, unit, None, title, legend_size=7)
 
 

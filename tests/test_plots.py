@@ -13,6 +13,7 @@ def test_a_model_keeps_its_colour_under_any_suffix():
     assert colour_of("LLM+CL @ equal compute") == PALETTE["LLM+CL"] != colour_of("LLM+CL (last token) @ equal compute")
     assert colour_of("LLM+IB-GL+CL") == PALETTE["LLM+IB-GL+CL"] != PALETTE["LLM+IB-GL"]
     assert colour_of("r=16") == colour_of("r=16") and colour_of("r=16").startswith("C")
+    assert len({colour_of(m) for m in ("LLM+CL", "LLM+CL (GL+CL pairs)", "LLM+CL (last token)", "LLM+CL (mean)")}) == 4
 
 
 def test_learning_curves_draw_a_mean_per_model_and_a_stage1_checkpoint_once():
@@ -31,6 +32,17 @@ def test_learning_curves_draw_a_mean_per_model_and_a_stage1_checkpoint_once():
     assert list(bottom.lines[-1].get_ydata()) == [10.0, 20.0]  # x100
 
 
+def test_a_variant_sharing_its_colour_is_dashed_and_the_legend_sits_beside_the_curves():
+    curve = [{"step": 1, "dev NDCG@10": 0.1}, {"step": 2, "dev NDCG@10": 0.2}]
+    training = pd.DataFrame([{"model": m, "domain": "d", "seed": 0, "stage": 2, "seconds": 1.0, "loss_curve": [],
+                              "dev_curve": curve} for m in ("MiniLM+CL", "MiniLM+CL (256 tokens)")])
+    bottom = learning_curves(training, ["d"]).axes[1]
+    styles = {line.get_label(): (line.get_color(), line.get_linestyle()) for line in bottom.lines
+              if not line.get_label().startswith("_")}
+    assert styles == {"MiniLM+CL": (PALETTE["MiniLM+CL"], "-"), "MiniLM+CL (256 tokens)": (PALETTE["MiniLM+CL"], "--")}
+    assert bottom.get_legend().get_bbox_to_anchor().x0 > bottom.get_window_extent().x1  # right of the panel
+
+
 def test_the_claim_plot_colours_each_interval_by_its_verdict():
     table = pd.DataFrame([{"claim": "a", "ours": 2.0, "ci_low": 1.0, "ci_high": 3.0, "paper": 4.0, "verdict": "reproduced"},
                           {"claim": "b", "ours": 0.5, "ci_low": -1.0, "ci_high": 2.0, "paper": None, "verdict": "inconclusive"}])
@@ -38,3 +50,15 @@ def test_the_claim_plot_colours_each_interval_by_its_verdict():
     intervals = [line for line in ax.lines if len(line.get_xdata()) == 2 and line.get_linewidth() == 2.5]
     assert [tuple(line.get_xdata()) for line in intervals] == [(1.0, 3.0), (-1.0, 2.0)]
     assert [line.get_color() for line in intervals] == [VERDICT_COLOURS["reproduced"], VERDICT_COLOURS["inconclusive"]]
+
+
+def test_a_claim_left_out_by_the_convergence_gate_is_not_drawn_as_a_verdict():
+    table = pd.DataFrame([{"claim": "a", "ours": -5.0, "ci_low": -8.0, "ci_high": -2.0, "paper": None,
+                           "verdict": "not judged: LBR not converged"},
+                          {"claim": "b", "ours": 0.5, "ci_low": -1.0, "ci_high": 2.0, "paper": None, "verdict": "inconclusive"}])
+    ax = claim_forest(table, "t")
+    intervals = [line for line in ax.lines if len(line.get_xdata()) == 2 and line.get_linewidth() == 2.5]
+    assert [line.get_linestyle() for line in intervals] == ["--", "-"]
+    assert intervals[0].get_color() not in VERDICT_COLOURS.values()
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["ours, 95% CI: not judged (an arm still climbing)", "ours, 95% CI: inconclusive"]
