@@ -171,11 +171,12 @@ def learning_curves(training: pd.DataFrame, domains: list[str], models: list[str
 def claim_forest(table: pd.DataFrame, title: str, ax=None, unit: str = "difference (x100)"):
     """A claim family as a forest plot: each claim's mean difference with its 95% CI (a line), the
     paper's difference (a cross) where it has one, and 0 (no effect) marked. A CI that crosses 0 is
-    an inconclusive claim at a glance; a claim the convergence gate left out is dashed and hollow (its
+    an inconclusive claim at a glance (a claim that A is *worse* than B says so in its label: it holds
+    below 0); a claim the convergence gate left out is dashed and hollow (its
     interval is shown, not judged). The legend names only the verdicts drawn."""
 
-    labels = [f"{r.claim} ({r.domain})" if "domain" in table and isinstance(r.domain, str) else r.claim
-              for r in table.itertuples()]
+    labels = [(f"{r.claim} ({r.domain})" if "domain" in table and isinstance(r.domain, str) else r.claim)
+              + (" [claims < 0]" if getattr(r, "expected_sign", 1) == -1 else "") for r in table.itertuples()]
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 0.45 * len(table) + 1.2))
     looks = {v: (c, "-", c) for v, c in VERDICT_COLOURS.items()} | {NOT_JUDGED: ("0.6", "--", "white")}

@@ -23,8 +23,8 @@ INTRO = ("Every number on this page is read from a results file by `lbr_utils.re
          "within each seed) gives the 95% CI beside our mean difference (`lbr_utils.stats`). *Reproduced*: the "
          "CI lies on the claim's side of 0; *contradicted*: on the other side; *inconclusive*: it holds 0. The "
          "claims under one heading are one family: a verdict stands only if its Holm-adjusted p is below 0.05. "
-         "Differences are in points (x100); \"paper in CI\" says whether the paper's own difference is a value "
-         "our data allow.")
+         "Differences are in points (x100); \"paper in CI\" says whether the paper's own difference lies inside "
+         "our CI (a check of size at our scale, not a test of the paper's run).")
 SURVEY_INTRO = ("The survey states directions, not numbers, so there is no paper column. Each chapter's claims "
                 "are judged as above: the paired per-query (per-text, per-example) differences of every seed, a "
                 "hierarchical-bootstrap 95% CI, Holm within the chapter's family; a claim about a model whose dev "

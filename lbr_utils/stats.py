@@ -312,13 +312,15 @@ def judged_claim(text: str, diffs: Mapping[object, Iterable[float]], expected_si
     diffs = {k: np.asarray(v, dtype=float) for k, v in diffs.items()}
     if not diffs:
         return {**labels, "claim": text, "ours": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"),
-                "paper": paper, "paper_in_ci": None, "p": 1.0, "verdict": NO_DIFFERENCES, "seeds": 0}
+                "paper": paper, "paper_in_ci": None, "p": 1.0, "verdict": NO_DIFFERENCES, "seeds": 0,
+                "expected_sign": expected_sign}
     j = judge({k: v + margin for k, v in diffs.items()}, expected_sign, None)
     low, high = (j["ci_low"] - margin) * scale, (j["ci_high"] - margin) * scale
     no_paper = paper is None or pd.isna(paper)
     return {**labels, "claim": text, "ours": (j["mean"] - margin) * scale, "ci_low": low, "ci_high": high,
             "paper": paper, "paper_in_ci": None if no_paper else bool(low <= paper <= high),
-            "p": j["p"], "verdict": j["verdict"], "seeds": len(diffs), "margin": margin * scale}
+            "p": j["p"], "verdict": j["verdict"], "seeds": len(diffs), "margin": margin * scale,
+            "expected_sign": expected_sign}
 
 
 def seeds_to_decide(row: Mapping[str, object]) -> int | None:
@@ -382,9 +384,11 @@ def verdict_lines(table: pd.DataFrame, unit: str = " NDCG@10 points") -> list[st
 
 
 def unconverged(row: dict, arms: set[str]) -> dict:
-    """``row`` with its verdict replaced by "not judged" when arm ``a`` or ``b`` is in ``arms`` (runs
-    that had not flattened on dev): a claim about models far from convergence is not judged."""
-    late = [arm for arm in (row.get("a"), row.get("b")) if arm in arms]
+    """``row`` with its verdict replaced by "not judged" when an arm it compares is in ``arms`` (runs
+    that had not flattened on dev): a claim about models far from convergence is not judged. The arms
+    compared are the row's ``arms`` when it names them (a difference of differences reads four), else
+    ``a`` and ``b``."""
+    late = [arm for arm in (row.get("arms") or (row.get("a"), row.get("b"))) if arm in arms]
     return dict(row, verdict=f"not judged: {', '.join(late)} not converged") if late else row
 
 
@@ -407,7 +411,8 @@ def display_claims(table: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
         return f"{r['ours']:+.{digits}f} [{r['ci_low']:+.{digits}f}, {r['ci_high']:+.{digits}f}]"
 
     labels = [c for c in table.columns if c not in {"claim", "ours", "ci_low", "ci_high", "paper", "paper_in_ci", "p",
-                                                     "p_holm", "verdict", "seeds", "a", "b", "margin"}]
+                                                     "p_holm", "verdict", "seeds", "a", "b", "arms", "margin",
+                                                     "expected_sign"}]
     return pd.DataFrame({**{c: table[c] for c in labels}, "claim": table["claim"],
                          "ours [95% CI]": table.apply(interval, axis=1),
                          "paper": table["paper"].map(lambda v: "–" if v is None or pd.isna(v) else f"{v:+.{digits}f}"),

@@ -38,7 +38,7 @@ def test_the_page_follows_the_results_file(tmp_path, monkeypatch):
     from lbr_utils.studies.ch05a_lbr_stages import EQUAL
 
     monkeypatch.setenv("LBR_RESULTS_DIR", str(tmp_path))
-    claim = f"| LBR beats LLM+CL{EQUAL} (the best CL-only LLM) "
+    claim = f"| LBR beats LLM+CL{EQUAL} (the best CL-only LLM on dev) "
     for gain, verdict, printed in [(0.10, "reproduced", "10."), (-0.10, "contradicted", "-10.")]:
         record = _stages_record(gain)
         save_results("ch05a_lbr_stages", "cpu", record["metrics"], record["config"], [0, 1, 2], 1.0)
