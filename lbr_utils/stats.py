@@ -341,15 +341,20 @@ FLAT_GAIN = 1.0  # the study's convergence rule: a run has flattened once its la
 
 
 def last_quarter_gain(curve: Sequence[Mapping], end: int, key: str = "dev NDCG@10") -> tuple[int, float, float] | None:
-    """How much a run still gained on dev over the last quarter of its first ``end`` steps: (the step
-    the quarter starts from, the score at ``end``, the gain), scores x100. The quarter starts at the
-    last dev point at or before 3/4 of ``end``; None when the curve has no point that early or none
-    at ``end``. A gain below ``FLAT_GAIN`` means the run had flattened."""
+    """How much a run still gained on dev over the last quarter of its first ``end`` steps: (the first
+    step of the fit, the score at ``end``, the gain), scores x100. The gain is read off a least-squares
+    line through the dev points of the second half (steps ``end / 2`` to ``end``): the difference of
+    two scores would carry each one's noise (one run's 100-query dev score moves a few points between
+    evaluations), a trend through every point of the half carries less. On a straight climb the two
+    agree. None when the curve has no point at ``end`` or only that one in the second half. A gain
+    below ``FLAT_GAIN`` means the run had flattened."""
     points = sorted((int(p["step"]), float(p[key])) for p in curve if int(p["step"]) <= end)
-    early = [(step, score) for step, score in points if step <= 0.75 * end]
-    if not early or not points or points[-1][0] != end:
+    half = [(step, score) for step, score in points if step >= end / 2]
+    if not points or points[-1][0] != end or len(half) < 2:
         return None
-    return early[-1][0], 100 * points[-1][1], 100 * (points[-1][1] - early[-1][1])
+    steps, scores = np.array(half, dtype=float).T
+    slope = np.polyfit(steps, scores, 1)[0]
+    return half[0][0], 100 * points[-1][1], 100 * slope * end / 4
 
 
 def late_models(training: pd.DataFrame, by: Sequence[str] = ("model",), threshold: float = FLAT_GAIN,

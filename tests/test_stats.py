@@ -236,14 +236,17 @@ def test_a_claim_row_scales_its_ci_and_a_margin_makes_it_non_inferiority():
 
 
 def test_last_quarter_gain_and_late_models_by_hand():
-    """A run scored at steps 25/50/75/100 gains score(100) - score(75) over its last quarter; a run
-    that flattened (seeds averaged) is not late, one still climbing is, and so is one without a curve."""
+    """A run scored at steps 25/50/75/100 gains the slope of its second half (50-100) times 25 steps
+    over its last quarter; a run that flattened (seeds averaged) is not late, one still climbing is,
+    and so is one without a curve."""
     from lbr_utils.stats import last_quarter_gain, late_models
 
     climbing = [{"step": s, "dev NDCG@10": v} for s, v in [(25, 0.30), (50, 0.40), (75, 0.45), (100, 0.50)]]
-    flat = [{"step": s, "dev NDCG@10": v} for s, v in [(25, 0.30), (50, 0.40), (75, 0.495), (100, 0.50)]]
-    assert last_quarter_gain(climbing, 100) == (75, pytest.approx(50.0), pytest.approx(5.0))
-    assert last_quarter_gain(climbing, 50) == (25, pytest.approx(40.0), pytest.approx(10.0))  # a snapshot at 50
+    flat = [{"step": s, "dev NDCG@10": v} for s, v in [(25, 0.30), (50, 0.49), (75, 0.50), (100, 0.495)]]
+    assert last_quarter_gain(climbing, 100) == (50, pytest.approx(50.0), pytest.approx(5.0))
+    assert last_quarter_gain(climbing, 50) == (25, pytest.approx(40.0), pytest.approx(5.0))  # a snapshot at 50
+    # a noisy last point: the two-point difference would say +9.5; the line through 50-100 says +0.25
+    assert last_quarter_gain(flat, 100)[2] == pytest.approx(0.25)
     assert last_quarter_gain(climbing, 60) is None and last_quarter_gain(climbing[-1:], 100) is None
     training = pd.DataFrame([{"model": "A", "seed": s, "steps": 100, "dev_curve": climbing} for s in (0, 1)]
                             + [{"model": "B", "seed": s, "steps": 100, "dev_curve": flat} for s in (0, 1)]

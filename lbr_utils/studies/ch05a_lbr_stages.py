@@ -256,9 +256,9 @@ def generation_claims(generation: pd.DataFrame) -> pd.DataFrame:
 
 
 def convergence(training: pd.DataFrame, snapshot_steps: int) -> pd.DataFrame:
-    """Every stage-2 run's dev NDCG@10 gain (x100) over the last quarter of its steps: final minus the
-    last dev score at or before three quarters of the steps. A run whose gain is below ``FLAT_GAIN``
-    has flattened. A CL-only LLM run longer than the snapshot is also judged at it (the paper-protocol
+    """Every stage-2 run's dev NDCG@10 gain (x100) over the last quarter of its steps, read off a line
+    through its second half's dev points (:func:`lbr_utils.stats.last_quarter_gain`). A run whose gain
+    is below ``FLAT_GAIN`` has flattened. A CL-only LLM run longer than the snapshot is also judged at it (the paper-protocol
     model it serves as; its learning rate is flat, so that model is a finished shorter run). A run whose
     curve cannot show its last quarter gets an infinite gain: no evidence is no convergence."""
     rows = []
