@@ -12,6 +12,7 @@ import pandas as pd
 
 from .profiles import BUDGET
 from .results import load_results, provenance_line
+from .stats import verdict_counts
 from .studies import CHAPTERS, study
 
 PAGE = "book/reproduction.md"
@@ -62,18 +63,19 @@ def reproduction_page(profile: str = "cpu") -> str:
     lines = ["# Reproduction report", "", INTRO, ""]
     synthesis = [text for name in CHAPTERS if (make := getattr(study(name), "synthesis", None)) and name in records
                  and (text := make(records[name]))]
+    claims = {name: study(name).claims(records) for name in CHAPTERS}
+    sources = [records[name] for name in CHAPTERS if "survey" in claims[name]]
+    survey = [claims[name].pop("survey") for name in CHAPTERS if "survey" in claims[name]]
+    if survey:
+        synthesis.append(f"**The survey's claims (chapters 2-7).** {verdict_counts(dict(enumerate(survey)))}; "
+                         f"for each inconclusive one the table below says how many seeds would decide it.")
     if synthesis:
         lines += ["## In short", "", *[f"{text}\n" for text in synthesis]]
-    survey, sources = [], []
     for name in CHAPTERS:
-        claims = study(name).claims(records)
-        if "survey" in claims:
-            survey.append(claims.pop("survey"))
-            sources.append(records[name])
-        if not claims:
+        if not claims[name]:
             continue
         lines += [f"## {study(name).TITLE}", "", provenance_line(records[name]), ""]
-        for title, item in claims.items():
+        for title, item in claims[name].items():
             lines += _render(title, item)
     lines += ["## The survey's claims (chapters 2-4, 6, 7)", ""]
     if survey:

@@ -373,19 +373,34 @@ def late_models(training: pd.DataFrame, by: Sequence[str] = ("model",), threshol
     return {key for key, gain in mean.items() if gain >= threshold}
 
 
+def verdict_counts(families: Mapping[str, pd.DataFrame]) -> str:
+    """"N claims: r reproduced, c contradicted, i inconclusive" over claim families (tables with a
+    ``verdict`` column)."""
+    verdicts = pd.concat(families.values()).verdict.value_counts()
+    parts = [f"{verdicts.get(v, 0)} {v}" for v in ("reproduced", "contradicted", "inconclusive")]
+    if left := int(verdicts[[v for v in verdicts.index if v.startswith("not judged")]].sum()):
+        parts.append(f"{left} not judged (an arm not trained to convergence)")
+    return f"{int(verdicts.sum())} claims: " + ", ".join(parts)
+
+
 def verdict_lines(table: pd.DataFrame, unit: str = " NDCG@10 points") -> list[str]:
     """A judged claim family as "What this shows" bullets: verdict, claim, difference and CI, and for an
     inconclusive claim roughly how many seeds would decide it (:func:`seeds_to_decide`)."""
     lines = []
     for r in table.to_dict(orient="records"):
         where = "".join(f" ({r[k]})" for k in ("domain", "embedder") if isinstance(r.get(k), str))
-        tail = ""
-        if r["verdict"] == "inconclusive" and (n := seeds_to_decide(r)):
-            tail = (f"; deciding it would take about {n} seeds at this effect size" if n <= 30 else
-                    f"; no feasible number of seeds would decide an effect this small (about {n})")
         numbers = "" if pd.isna(r["ours"]) else f": {r['ours']:+.1f}{unit} [{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]"
-        lines.append(f"- **{r['verdict']}**: {r['claim']}{where}{numbers}{tail}.")
+        lines.append(f"- **{r['verdict']}**: {r['claim']}{where}{numbers}{to_decide(r)}.")
     return lines
+
+
+def to_decide(row: Mapping[str, object]) -> str:
+    """What an inconclusive claim would need, as a clause ("; deciding it would take about n seeds at
+    this effect size", :func:`seeds_to_decide`); empty for any other verdict."""
+    if row["verdict"] != "inconclusive" or not (n := seeds_to_decide(row)):
+        return ""
+    return (f"; deciding it would take about {n} seeds at this effect size" if n <= 30 else
+            f"; no feasible number of seeds would decide an effect this small (about {n})")
 
 
 def unconverged(row: dict, arms: set[str]) -> dict:
@@ -409,7 +424,8 @@ def claim_family(rows: Sequence[dict], alpha: float = 0.05) -> pd.DataFrame:
 
 def display_claims(table: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
     """A claim family for the page: ``ours [95% CI]``, the paper's number, whether it lies in our CI,
-    the Holm-adjusted p and the verdict (numbers rounded; the raw columns stay in the results)."""
+    the Holm-adjusted p, the verdict and, for an inconclusive claim, about how many seeds would decide
+    it (:func:`seeds_to_decide`; numbers rounded, the raw columns stay in the results)."""
     def interval(r) -> str:
         if pd.isna(r["ours"]):
             return "–"
@@ -423,4 +439,6 @@ def display_claims(table: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
                          "paper": table["paper"].map(lambda v: "–" if v is None or pd.isna(v) else f"{v:+.{digits}f}"),
                          "paper in CI": table["paper_in_ci"].map({True: "yes", False: "no"}).fillna("–"),
                          "p (Holm)": table["p_holm"].map(lambda v: "–" if pd.isna(v) else f"{v:.3f}"),
-                         "verdict": table["verdict"]})
+                         "verdict": table["verdict"],
+                         "seeds to decide": [n if r["verdict"] == "inconclusive" and (n := seeds_to_decide(r)) else "–"
+                                             for r in table.to_dict(orient="records")]})

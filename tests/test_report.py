@@ -56,3 +56,21 @@ def test_cost_table_flags_notebooks_over_the_budget():
                         {"notebook": "c", "wall_time_s": 60.0, "peak_memory_mib": 8193.0, "note": "cached"}])
     assert table["within budget"].tolist()[:2] == ["yes", "no"] and pd.isna(table["within budget"].iloc[2])  # a noted row is not judged
     assert table["wall time (min)"].iloc[0] == 90.0 and table["note"].iloc[2] == "cached"
+
+
+def test_the_page_opens_with_the_survey_verdicts_and_says_what_would_decide_each(tmp_path, monkeypatch):
+    """With a survey chapter's results only, "In short" counts the survey's verdicts, and the survey
+    table gives an inconclusive claim the seeds that would decide it (a decided one has none)."""
+    from lbr_utils.results import save_results
+    from test_studies import _synthetic_record
+
+    monkeypatch.setenv("LBR_RESULTS_DIR", str(tmp_path))
+    record = _synthetic_record(0.03)
+    save_results("ch04_synthetic", "cpu", record["metrics"], {}, [0, 1, 2], 1.0)
+    page = reproduction_page("cpu")
+    short = page.split("## In short")[1].split("\n## ")[0]
+    assert "**The survey's claims (chapters 2-7).** 5 claims:" in short
+    header = next(line for line in page.splitlines() if line.startswith("| claim") or "| claim " in line)
+    assert "seeds to decide" in header
+    added = next(line for line in page.splitlines() if "added to human pairs improve" in line)
+    assert "reproduced" in added and added.rstrip(" |").endswith("–")

@@ -310,7 +310,8 @@ def test_ablation_claims_by_hand():
 def test_a_claim_about_a_run_that_had_not_flattened_is_not_judged():
     """The CL-only run still gains 3 dev points over its last quarter: every claim that compares with
     it (at either budget) says so instead of a verdict, and takes no part in the Holm family."""
-    from lbr_utils.studies.ch05a_lbr_stages import HEADLINE, PRACTICAL, judged, verdict_counts
+    from lbr_utils.stats import verdict_counts
+    from lbr_utils.studies.ch05a_lbr_stages import HEADLINE, PRACTICAL, judged
 
     record = _stages_record(0.10)
     for run in record["metrics"]["training"]:
@@ -468,3 +469,20 @@ def test_the_best_ratio_is_its_own_exploratory_family():
     assert families[EXPLORATORY].claim.tolist() == [f"the best ratio, r=16, beats r={r} (exploratory: picked on these "
                                                     f"queries)" for r in (4, 32)]
     assert len(families["Table 5: compression ratio (stage 1 only)"]) == 2
+
+
+def test_the_generation_drop_is_told_from_the_run_numbers():
+    """The paragraph under Table 2 reads the ROUGE-L claim, the two stage-1 losses and the squeeze of a
+    median question from the results record."""
+    from lbr_utils.studies.ch05a_lbr_stages import generation_story
+
+    record = _stages_record(0.1)
+    record["metrics"]["training"] += [{"model": m, "domain": "medical", "seed": s, "stage": 1, "steps": 4,
+                                       "seconds": 1.0, "final_loss": loss, "dev_curve": [], "loss_curve": []}
+                                      for m, loss in [("LLM+GL", 1.25), ("LLM+IB-GL", 2.5)] for s in (0, 1, 2)]
+    record["metrics"]["compression"] = [{"domain": "medical", "texts": "stage-1 inputs (GL questions)",
+                                         "median tokens (with BOS)": 10.0, "r": 8.0, "k": 7,
+                                         "effective ratio n / k": 10 / 7}]
+    story = generation_story(record)
+    assert story.startswith("IB-GL's answers score -1.0 ROUGE-L points") and "reproduced against the 2-point" in story
+    assert "**2.50** against GL's **1.25**" in story and "10 tokens is held by k = 7 states (effective ratio 1.4)" in story

@@ -19,7 +19,7 @@ from ..lbr import RATIO, ContrastiveConfig, GenerativeConfig, configs, max_lengt
 from ..profiles import Profile, get_profile, lbr_profile
 from ..results import load_tables, paper_numbers, save_results, timer
 from ..stats import (FLAT_GAIN, claim_family, display_claims, fmt, judged_claim, last_quarter_gain, mean_std,
-                     per_query_differences, spearman, unconverged, verdict_lines)
+                     per_query_differences, spearman, to_decide, unconverged, verdict_counts, verdict_lines)
 from ._lbr_cells import BASELINES, collect, run_baseline, run_cell, scale_line
 
 NAME = __name__.rpartition(".")[2]
@@ -48,6 +48,7 @@ STAGE_CLAIMS = [("LLM+IB-GL", "LLM+GL", "IB-GL beats standard GL before any cont
 # "IB-GL keeps GL's generation" is non-inferiority: at most this many points (ROUGE-L, BLEU-4) worse.
 # Fixed before any run, the book's margin for every "as good as" claim (chapters 3 and 4 use 2 NDCG@10).
 GENERATION_MARGIN = 2.0
+KEEPS = "IB-GL keeps GL's generation "
 HEADLINE = "LBR at equal compute against contrastive-only LLM embedders"
 GENERATION = "Table 2: generation (ROUGE-L and BLEU-4 points)"
 PRACTICAL = "LBR against the naive reference and what a practitioner would use"
@@ -246,7 +247,7 @@ def generation_claims(generation: pd.DataFrame) -> pd.DataFrame:
         # The paper's BLEU-4 is a corpus score, ours per question (sentence BLEU): not comparable, so
         # no "paper in CI" for it. Mean per-question ROUGE-L is the corpus ROUGE-L: comparable.
         paper_diff = (lambda a, b: paper[a][metric] - paper[b][metric]) if metric == "ROUGE-L" else (lambda a, b: None)
-        rows.append(judged_claim(f"IB-GL keeps GL's generation ({metric}, at most {margin:g} points worse)",
+        rows.append(judged_claim(f"{KEEPS}({metric}, at most {margin:g} points worse)",
                                  per_query_differences(per, "LLM+IB-GL", "LLM+GL", value="per_question"), +1,
                                  paper_diff("IB-GL", "GL"), scale=1.0, margin=margin))
         rows.append(judged_claim(f"GL generates better than the base model ({metric})",
@@ -290,7 +291,7 @@ def generation_story(record: dict) -> str:
     CI, the two stage-1 losses at the end of training (the bottleneck makes the answer harder to
     predict), and how hard the bottleneck squeezes a question (the effective ratio)."""
     tables = load_tables(record)
-    [rouge] = [r for r in judged(record)[GENERATION].itertuples() if r.claim.startswith("IB-GL keeps") and "ROUGE-L" in r.claim]
+    [rouge] = [r for r in judged(record)[GENERATION].itertuples() if r.claim.startswith(KEEPS + "(ROUGE-L")]
     stage1 = tables["training"].query("stage == 1 and domain == @GENERATION_DOMAIN")
     loss = stage1.groupby("model").final_loss.mean()
     squeeze = tables["compression"].query("domain == @GENERATION_DOMAIN").set_index("texts")
@@ -341,31 +342,23 @@ def summary(record: dict) -> str:
                      for line in verdict_lines(table, " points" if title == GENERATION else " NDCG@10 points"))
 
 
-def verdict_counts(families: dict[str, pd.DataFrame]) -> str:
-    """"N claims: r reproduced, c contradicted, i inconclusive" over claim families."""
-    verdicts = pd.concat(families.values()).verdict.value_counts()
-    parts = [f"{verdicts.get(v, 0)} {v}" for v in ("reproduced", "contradicted", "inconclusive")]
-    if left := int(verdicts[[v for v in verdicts.index if v.startswith("not judged")]].sum()):
-        parts.append(f"{left} not judged (an arm not trained to convergence)")
-    return f"{int(verdicts.sum())} claims: " + ", ".join(parts)
-
-
 def synthesis(record: dict) -> str:
-    """The report's opening words on this chapter: its verdict counts and the headline claim."""
-    families = judged(record)
-    ci = lambda r: f"{r.ours:+.1f} [{r.ci_low:+.1f}, {r.ci_high:+.1f}]"
+    """The report's opening words on this chapter: its verdict counts, the headline claim (and what an
+    inconclusive one would need), MiniLM fine-tuned on the same pairs, and Table 2's generation."""
+    families = {title: table.to_dict(orient="records") for title, table in judged(record).items()}
+    ci = lambda r: f"{r['ours']:+.1f} [{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]"
     best = " (the best CL-only LLM on dev)"
-    heads = [f"{r.domain}: **{r.verdict}**, {ci(r)} against {r.claim.removeprefix('LBR beats ').removesuffix(best)}"
-             for r in families[HEADLINE].itertuples() if r.claim.endswith(best)]
-    practical = [f"{r.domain}, {r.claim.removeprefix('LBR beats ')}: {r.verdict}, {ci(r)}"
-                 for r in families[PRACTICAL].itertuples() if r.claim.startswith("LBR beats MiniLM+CL")]
-    text = (f"**LBR's stages (chapter 5a; {', '.join(sorted(families[HEADLINE].domain.unique()))}; seeds "
-            f"{record['provenance']['seeds']}).** {verdict_counts(families)}. The headline, *at equal compute LBR "
-            f"beats the best contrastive-only LLM embedder* (NDCG@10 points, 95% CI): {'; '.join(heads)}. Against "
+    heads = [f"{r['domain']}: **{r['verdict']}**, {ci(r)} against {r['claim'].removeprefix('LBR beats ').removesuffix(best)}"
+             f"{to_decide(r)}" for r in families[HEADLINE] if r["claim"].endswith(best)]
+    practical = [f"{r['domain']}, {r['claim'].removeprefix('LBR beats ')}: {r['verdict']}, {ci(r)}"
+                 for r in families[PRACTICAL] if r["claim"].startswith("LBR beats MiniLM+CL")]
+    text = (f"**LBR's stages (chapter 5a; {', '.join(sorted({r['domain'] for r in families[HEADLINE]}))}; seeds "
+            f"{record['provenance']['seeds']}).** {verdict_counts(judged(record))}. The headline, *at equal compute "
+            f"LBR beats the best contrastive-only LLM embedder* (NDCG@10 points, 95% CI): {'; '.join(heads)}. Against "
             f"MiniLM fine-tuned on the same pairs, what a practitioner would train instead: {'; '.join(practical)}.")
     if GENERATION in families:
-        keeps = [f"{r.claim.removeprefix('IB-GL keeps GL' + chr(39) + 's generation ')}: {r.verdict}, {ci(r)}"
-                 for r in families[GENERATION].itertuples() if r.claim.startswith("IB-GL keeps")]
+        keeps = [f"{r['claim'].removeprefix(KEEPS)}: {r['verdict']}, {ci(r)}"
+                 for r in families[GENERATION] if r["claim"].startswith(KEEPS)]
         text += f" Does IB-GL keep GL's generation? {'; '.join(keeps)}."
     return text
 

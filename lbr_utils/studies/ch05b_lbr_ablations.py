@@ -17,7 +17,7 @@ from ..lbr import RATIO, configs
 from ..profiles import Profile, get_profile, lbr_profile
 from ..results import load_tables, paper_numbers, provenance_line, save_results, timer
 from ..stats import (FLAT_GAIN, claim_family, claim_row, display_claims, judged_claim, per_query_differences,
-                     unconverged, verdict_lines)
+                     unconverged, verdict_counts, verdict_lines)
 from . import ch05a_lbr_stages as stages
 from ._lbr_cells import collect, run_cell, scale_line
 
@@ -261,7 +261,7 @@ def synthesis(record: dict) -> str:
     retrieval = tables["retrieval"]
     late = late_runs(tables["training"]) if "training" in tables else set()
     text = f"**LBR's ablations (chapter 5b; {DOMAIN}; seeds {record['provenance']['seeds']}).** " \
-           f"{stages.verdict_counts(families)}."
+           f"{verdict_counts(families)}."
     if "attention" in set(retrieval.part):
         text += " " + drops_story(retrieval, late)
     if "ratio" in set(retrieval.part):
