@@ -21,7 +21,15 @@ PALETTE = {
     "human": "#3182bd", "synthetic": "#e6550d", "synthetic (unfiltered)": "#fdae6b", "mix (equal pairs)": "#756bb1",
     "human + synthetic": "#31a354",
     "bag-of-words probe": "#5254a3", "adaptive probe": "#9c9ede", "nearest neighbour": "#8c6d31", "decoder": "#843c39",
+    # Chapter 3's recipes: the base recipe is chapter 5's mean-pooled CL, so it keeps that colour.
+    "in-batch, t=0.05 (base)": "#8c564b", "+ hard negatives (filtered)": "#637939",
+    "+ hard negatives, no false-negative guard": "#b5cf6b", "t=0.02": "#7b4173", "t=0.1": "#ce6dbd",
+    "Matryoshka": "#e7ba52", "full fine-tuning": "#d6616b",
+    # Chapter 6's readings of a passage.
+    "compressed": "#6b6ecf", "truncated": "#bd9e39", "full passage": "#525252", "closed book": "#969696",
 }
+# Roles in a worked example (not models): the positive, a hard negative, the rest.
+ROLES = {"positive": "#31a354", "hard negative": "#e6550d", "easy negative": "#d9d9d9"}
 VERDICT_COLOURS = {"reproduced": "#2ca02c", "contradicted": "#d62728", "inconclusive": "#7f7f7f"}
 NOT_JUDGED = "not judged"  # the start of a verdict left out by the convergence gate (stats.unconverged)
 
@@ -77,8 +85,9 @@ def baseline_figure(table: pd.DataFrame):
     return fig
 
 
-def heatmap(matrix: pd.DataFrame, title: str, percent: bool = True, ax=None):
-    """A labelled heatmap (rows x columns) with each cell's value written in it."""
+def heatmap(matrix: pd.DataFrame, title: str, percent: bool = True, ax=None, unit: str | None = None):
+    """A labelled heatmap (rows x columns) with each cell's value written in it; ``unit`` labels the
+    colour bar (default: "x100" or "value")."""
     values = matrix.to_numpy(dtype=float) * (100 if percent else 1)
     ax = ax or plt.subplots(figsize=(1.1 * matrix.shape[1] + 3, 0.42 * matrix.shape[0] + 1.2))[1]
     im = ax.imshow(values, cmap="viridis", aspect="auto")
@@ -91,12 +100,13 @@ def heatmap(matrix: pd.DataFrame, title: str, percent: bool = True, ax=None):
             ax.text(j, i, f"{v:.0f}" if percent else f"{v:.2f}", ha="center", va="center", fontsize=8,
                     color="black" if v > mid else "white")
     ax.set_title(title)
-    plt.colorbar(im, ax=ax, fraction=0.03)
+    plt.colorbar(im, ax=ax, fraction=0.03).set_label(unit or ("score (x100)" if percent else "value"))
     return ax
 
 
-def paired_bars(frame: pd.DataFrame, label: str, columns: list[str], title: str, ax=None):
-    """Horizontal bars, one group per row of ``frame`` (labelled by ``label``), one bar per column."""
+def paired_bars(frame: pd.DataFrame, label: str, columns: list[str], title: str, ax=None, xlabel: str | None = None):
+    """Horizontal bars, one group per row of ``frame`` (labelled by ``label``), one bar per column;
+    ``xlabel`` names the value axis."""
     ax = ax or plt.subplots(figsize=(7, 0.35 * len(frame) * len(columns) + 1))[1]
     y = np.arange(len(frame))
     height = 0.8 / len(columns)
@@ -104,7 +114,7 @@ def paired_bars(frame: pd.DataFrame, label: str, columns: list[str], title: str,
         ax.barh(y + k * height, frame[col], height, label=col)
     ax.set_yticks(y + height * (len(columns) - 1) / 2, frame[label])
     ax.invert_yaxis()
-    return style(ax, title=title)
+    return style(ax, xlabel, title=title)
 
 
 def mean_std_bars(summary: pd.DataFrame, group: str, series: str, title: str, ylabel: str, ax=None):
