@@ -345,7 +345,8 @@ def summary(record: dict) -> str:
 def synthesis(record: dict) -> str:
     """The report's opening words on this chapter: its verdict counts, the headline claim (and what an
     inconclusive one would need), MiniLM fine-tuned on the same pairs, and Table 2's generation."""
-    families = {title: table.to_dict(orient="records") for title, table in judged(record).items()}
+    tables = judged(record)
+    families = {title: table.to_dict(orient="records") for title, table in tables.items()}
     ci = lambda r: f"{r['ours']:+.1f} [{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]"
     best = " (the best CL-only LLM on dev)"
     heads = [f"{r['domain']}: **{r['verdict']}**, {ci(r)} against {r['claim'].removeprefix('LBR beats ').removesuffix(best)}"
@@ -353,7 +354,7 @@ def synthesis(record: dict) -> str:
     practical = [f"{r['domain']}, {r['claim'].removeprefix('LBR beats ')}: {r['verdict']}, {ci(r)}"
                  for r in families[PRACTICAL] if r["claim"].startswith("LBR beats MiniLM+CL")]
     text = (f"**LBR's stages (chapter 5a; {', '.join(sorted({r['domain'] for r in families[HEADLINE]}))}; seeds "
-            f"{record['provenance']['seeds']}).** {verdict_counts(judged(record))}. The headline, *at equal compute "
+            f"{record['provenance']['seeds']}).** {verdict_counts(tables)}. The headline, *at equal compute "
             f"LBR beats the best contrastive-only LLM embedder* (NDCG@10 points, 95% CI): {'; '.join(heads)}. Against "
             f"MiniLM fine-tuned on the same pairs, what a practitioner would train instead: {'; '.join(practical)}.")
     if GENERATION in families:
