@@ -451,7 +451,7 @@ def test_table4_waits_for_all_four_runs_and_table6_reads_the_standard_models_thr
     assert style["IB-GL (SFT) beats Standard SFT read by its mean"] == "contradicted"
     assert style["IB-GL (SFT) beats Standard SFT read by its last token"] == "reproduced"
     retrieval = pd.DataFrame(record["metrics"]["retrieval"])
-    story = drops_story(retrieval, {("attention", "GL+CL (causal)", 2)})
+    story = drops_story(retrieval, families["Table 4: attention in stage 2"])
     assert "+1.0 [+1.0, +1.0] points after GL" in story and "not judged" in story
 
 

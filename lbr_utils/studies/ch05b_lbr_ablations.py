@@ -29,6 +29,7 @@ DOMAIN = "medical"
 RATIOS = (4.0, 8.0, 16.0, 32.0, 64.0)
 # Figure 3: a second split of the same budget moves this share of stage 2's steps to stage 1.
 MOVED_SHARE = 0.5
+TABLE4 = "Table 4: attention in stage 2"
 EXPLORATORY = "Table 5, exploratory: the best ratio (picked on the queries that test it)"
 
 
@@ -141,12 +142,13 @@ def attention_drops(retrieval: pd.DataFrame) -> dict[str, dict]:
             for start in ("GL", "IB-GL")}
 
 
-def drops_story(retrieval: pd.DataFrame, late: set = frozenset()) -> str:
-    """Table 4 in one sentence: each drop with its 95% CI, then their difference (the paper's claim)."""
+def drops_story(retrieval: pd.DataFrame, table4: pd.DataFrame) -> str:
+    """Table 4 in one sentence: each drop with its 95% CI, then their difference, the paper's claim,
+    as judged in ``table4`` (:func:`attention_claims`)."""
     drop = attention_drops(retrieval)
     ci = lambda r: f"{r['ours']:+.1f} [{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]"
     gl, ib = (judged_claim("", drop[s], +1) for s in ("GL", "IB-GL"))
-    [both] = [r for r in attention_claims(retrieval, late).to_dict(orient="records") if r["claim"].startswith("bidirectional")]
+    [both] = [r for r in table4.to_dict(orient="records") if r["claim"].startswith("bidirectional")]
     return (f"Switching stage 2 to bidirectional attention changes NDCG@10 by {ci(gl)} points after GL and by "
             f"{ci(ib)} after IB-GL (causal minus bidirectional, 95% CIs): IB-GL loses {ci(both)} points more "
             f"(**{both['verdict']}**).")
@@ -239,7 +241,7 @@ def judged(record: dict) -> dict[str, pd.DataFrame]:
     tables = load_tables(record)
     retrieval, late = tables["retrieval"], late_runs(tables["training"]) if "training" in tables else set()
     parts = set(retrieval.part)
-    makers = {"Table 4: attention in stage 2": ("attention", lambda r: attention_claims(r, late)),
+    makers = {TABLE4: ("attention", lambda r: attention_claims(r, late)),
               "Table 5: compression ratio (stage 1 only)": ("ratio", ratio_claims),
               EXPLORATORY: ("ratio", best_ratio_claims),
               "Table 6: data style of stage 1": ("style", style_claims),
@@ -257,13 +259,11 @@ def synthesis(record: dict) -> str:
     """The report's opening words on this chapter: its verdict counts, Table 4's difference of drops
     and Table 5's best ratio (exploratory)."""
     families = judged(record)
-    tables = load_tables(record)
-    retrieval = tables["retrieval"]
-    late = late_runs(tables["training"]) if "training" in tables else set()
+    retrieval = load_tables(record)["retrieval"]
     text = f"**LBR's ablations (chapter 5b; {DOMAIN}; seeds {record['provenance']['seeds']}).** " \
            f"{verdict_counts(families)}."
-    if "attention" in set(retrieval.part):
-        text += " " + drops_story(retrieval, late)
+    if TABLE4 in families:
+        text += " " + drops_story(retrieval, families[TABLE4])
     if "ratio" in set(retrieval.part):
         means = ratio_means(retrieval)
         best = means["mean"].idxmax()
