@@ -357,20 +357,25 @@ def last_quarter_gain(curve: Sequence[Mapping], end: int, key: str = "dev NDCG@1
     return half[0][0], 100 * points[-1][1], 100 * slope * end / 4
 
 
-def late_models(training: pd.DataFrame, by: Sequence[str] = ("model",), threshold: float = FLAT_GAIN,
-                key: str = "dev NDCG@10") -> set:
-    """The arms (keys of ``by``) whose runs gain ``threshold`` dev points (of ``key``) or more over their last
+def late_groups(gains: pd.DataFrame, by: Sequence[str], column: str = "gain") -> set:
+    """The groups (keys of ``by``) whose runs gain ``FLAT_GAIN`` dev points or more over their last
     quarter, averaged over seeds (one run's 100-query dev score moves a point or two from noise
-    alone): claims about them are not judged. ``training`` has a ``dev_curve`` and ``steps`` per run; a
-    run whose curve cannot show its last quarter counts as late (no evidence is no convergence)."""
+    alone): claims about them are not judged. The one convergence rule every chapter applies."""
+    if gains.empty:
+        return set()
+    mean = gains.groupby(list(by))[column].mean()
+    return {key for key, gain in mean.items() if gain >= FLAT_GAIN}
+
+
+def late_models(training: pd.DataFrame, by: Sequence[str] = ("model",), key: str = "dev NDCG@10") -> set:
+    """:func:`late_groups` of a chapter's training rows (a ``dev_curve`` and ``steps`` per run, the
+    curve's score under ``key``). A run whose curve cannot show its last quarter counts as late (no
+    evidence is no convergence)."""
     gains = []
     for row in training.to_dict(orient="records"):
         found = last_quarter_gain(row.get("dev_curve") or [], int(row["steps"]), key=key)
         gains.append({**{k: row[k] for k in by}, "gain": float("inf") if found is None else found[2]})
-    if not gains:
-        return set()
-    mean = pd.DataFrame(gains).groupby(list(by))["gain"].mean()
-    return {key for key, gain in mean.items() if gain >= threshold}
+    return late_groups(pd.DataFrame(gains), by)
 
 
 def verdict_counts(families: Mapping[str, pd.DataFrame]) -> str:

@@ -18,8 +18,8 @@ from tqdm.auto import tqdm
 from ..lbr import RATIO, ContrastiveConfig, GenerativeConfig, configs, max_length
 from ..profiles import Profile, get_profile, lbr_profile
 from ..results import load_tables, paper_numbers, save_results, timer
-from ..stats import (FLAT_GAIN, claim_family, display_claims, fmt, judged_claim, last_quarter_gain, mean_std,
-                     per_query_differences, spearman, to_decide, unconverged, verdict_counts, verdict_lines)
+from ..stats import (FLAT_GAIN, claim_family, display_claims, fmt, judged_claim, last_quarter_gain, late_groups,
+                     mean_std, per_query_differences, spearman, to_decide, unconverged, verdict_counts, verdict_lines)
 from ._lbr_cells import BASELINES, collect, run_baseline, run_cell, scale_line
 
 NAME = __name__.rpartition(".")[2]
@@ -273,17 +273,15 @@ def convergence(training: pd.DataFrame, snapshot_steps: int) -> pd.DataFrame:
 
 
 def late_arms(training: pd.DataFrame, config: dict) -> set[tuple[str, str]]:
-    """(domain, arm) pairs whose stage-2 runs gain ``FLAT_GAIN`` dev points or more over their last quarter, on
-    average over seeds: not trained to convergence, so no claim about them is judged. (Averaged: one
-    run's 100-query dev score moves by a point or two from noise alone.)"""
+    """(domain, arm) pairs not trained to convergence (:func:`lbr_utils.stats.late_groups`): no claim
+    about them is judged."""
     stage2, total = config["stage2"]["steps"], config["stage1"]["steps"] + config["stage2"]["steps"]
     conv = convergence(training, stage2)
     if conv.empty:
         return set()
     conv = conv.assign(arm=conv.model.where(~(conv.model.str.startswith("LLM+CL") & (conv.steps == total)),
                                             conv.model + EQUAL))
-    gains = conv.groupby(["domain", "arm"])["last-quarter gain"].mean()
-    return {key for key, gain in gains.items() if gain >= FLAT_GAIN}
+    return late_groups(conv, ("domain", "arm"), "last-quarter gain")
 
 
 def generation_story(record: dict) -> str:

@@ -16,8 +16,8 @@ from tqdm.auto import tqdm
 from ..lbr import RATIO, configs
 from ..profiles import Profile, get_profile, lbr_profile
 from ..results import load_tables, paper_numbers, provenance_line, save_results, timer
-from ..stats import (FLAT_GAIN, claim_family, claim_row, display_claims, judged_claim, per_query_differences,
-                     unconverged, verdict_counts, verdict_lines)
+from ..stats import (claim_family, claim_row, display_claims, judged_claim, late_groups,
+                     per_query_differences, unconverged, verdict_counts, verdict_lines)
 from . import ch05a_lbr_stages as stages
 from ._lbr_cells import collect, run_cell, scale_line
 
@@ -106,14 +106,12 @@ def _part(retrieval: pd.DataFrame, name: str) -> pd.DataFrame:
 
 
 def late_runs(training: pd.DataFrame) -> set[tuple[str, str, int]]:
-    """(part, model, stage-2 steps) of the stage-2 runs that gain ``FLAT_GAIN`` dev points or more over their last
-    quarter, on average over seeds (chapter 5a's rule): claims about them are not judged."""
+    """(part, model, stage-2 steps) of the stage-2 runs not trained to convergence
+    (:func:`lbr_utils.stats.late_groups`): claims about them are not judged."""
     out = set()
     for part, rows in training.groupby("part"):
         conv = stages.convergence(rows, snapshot_steps=0)
-        if not conv.empty:
-            gains = conv.groupby(["model", "steps"])["last-quarter gain"].mean()
-            out |= {(part, model, int(steps)) for (model, steps), gain in gains.items() if gain >= FLAT_GAIN}
+        out |= {(part, model, int(steps)) for model, steps in late_groups(conv, ("model", "steps"), "last-quarter gain")}
     return out
 
 
