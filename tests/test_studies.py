@@ -486,3 +486,7 @@ def test_the_generation_drop_is_told_from_the_run_numbers():
     story = generation_story(record)
     assert story.startswith("IB-GL's answers score -1.0 ROUGE-L points") and "reproduced against the 2-point" in story
     assert "**2.50** against GL's **1.25**" in story and "10 tokens is held by k = 7 states (effective ratio 1.4)" in story
+    assert "leave the answer harder to predict" in story
+    record["metrics"]["training"] = [dict(r, final_loss=1.0) if r["model"] == "LLM+IB-GL" else r
+                                     for r in record["metrics"]["training"]]
+    assert "did not leave the answer harder to predict" in generation_story(record)  # the clause follows the losses

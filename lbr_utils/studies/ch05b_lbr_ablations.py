@@ -148,8 +148,8 @@ def drops_story(retrieval: pd.DataFrame, table4: pd.DataFrame) -> str:
     gl, ib = (judged_claim("", drop[s], +1) for s in ("GL", "IB-GL"))
     [both] = [r for r in table4.to_dict(orient="records") if r["claim"].startswith("bidirectional")]
     return (f"Switching stage 2 to bidirectional attention changes NDCG@10 by {ci(gl)} points after GL and by "
-            f"{ci(ib)} after IB-GL (causal minus bidirectional, 95% CIs): IB-GL loses {ci(both)} points more "
-            f"(**{both['verdict']}**).")
+            f"{ci(ib)} after IB-GL (causal minus bidirectional, 95% CIs); the drop after IB-GL minus the drop after "
+            f"GL: {ci(both)} (**{both['verdict']}**).")
 
 
 def ratio_means(retrieval: pd.DataFrame) -> pd.DataFrame:
