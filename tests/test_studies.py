@@ -290,10 +290,10 @@ def _ablations_record(seeds=(0, 1, 2), queries: int = 40) -> dict:
 
 
 def test_ablation_claims_by_hand():
-    from lbr_utils.studies.ch05b_lbr_ablations import judged
+    from lbr_utils.studies.ch05b_lbr_ablations import TABLE4, judged
 
     families = judged(_ablations_record())
-    attention = families["Table 4: attention in stage 2"].set_index("claim")
+    attention = families[TABLE4].set_index("claim")
     drops = attention.loc["bidirectional attention costs IB-GL more than GL (drop after IB-GL minus drop after GL)"]
     assert drops["ours"] == pytest.approx(100 * ((0.60 - 0.40) - (0.50 - 0.49)))  # 19 points
     assert drops["verdict"] == "reproduced" and drops["paper"] is None  # the paper's Table 4 looks mis-extracted
@@ -433,7 +433,7 @@ def test_table4_waits_for_all_four_runs_and_table6_reads_the_standard_models_thr
     """The difference of drops reads four runs: one still climbing (GL+CL, causal) leaves it not judged,
     while the IB-GL-only drop is judged. Table 6's IB-GL must also beat the standard model read by the
     mean and by the last token: here the mean reading beats it."""
-    from lbr_utils.studies.ch05b_lbr_ablations import drops_story, judged
+    from lbr_utils.studies.ch05b_lbr_ablations import TABLE4, drops_story, judged
 
     record = _ablations_record()
     for model, score in [("Standard SFT (mean)", 0.35), ("Standard SFT (last token)", 0.2)]:
@@ -444,14 +444,14 @@ def test_table4_waits_for_all_four_runs_and_table6_reads_the_standard_models_thr
     record["metrics"]["training"] = [{"part": "attention", "model": "GL+CL (causal)", "domain": "medical", "seed": s,
                                       "stage": 2, "steps": 2, "dev_curve": climbing} for s in (0, 1, 2)]
     families = judged(record)
-    attention = families["Table 4: attention in stage 2"].set_index("claim")
+    attention = families[TABLE4].set_index("claim")
     assert attention.verdict.iloc[0] == "reproduced"
     assert attention.verdict.iloc[1] == "not judged: GL+CL (causal) not converged"
     style = families["Table 6: data style of stage 1"].set_index("claim").verdict
     assert style["IB-GL (SFT) beats Standard SFT read by its mean"] == "contradicted"
     assert style["IB-GL (SFT) beats Standard SFT read by its last token"] == "reproduced"
     retrieval = pd.DataFrame(record["metrics"]["retrieval"])
-    story = drops_story(retrieval, families["Table 4: attention in stage 2"])
+    story = drops_story(retrieval, families[TABLE4])
     assert "+1.0 [+1.0, +1.0] points after GL" in story and "not judged" in story
 
 
