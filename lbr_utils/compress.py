@@ -129,10 +129,15 @@ class CompressionConfig:
     reconstruction_steps: int = 0
     eval_every: int = 0  # score the dev examples every this many steps (a learning curve)
     dev_ratio: float = 8.0  # the ratio the learning curve reads
+    # Share of training rows read at ``dev_ratio`` (the ratio a chapter judges); the rest draw their
+    # ratio uniformly. Mode and ratio are drawn independently, so compressed and truncated stay matched.
+    focus_share: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.ratios or min(self.ratios) <= 0:
             raise ValueError(f"compression ratios must be > 0, got {self.ratios}")
+        if not 0 <= self.focus_share <= 1:
+            raise ValueError(f"focus_share is a share of rows, in [0, 1]; got {self.focus_share}")
 
     @property
     def max_bottleneck(self) -> int:
@@ -155,6 +160,13 @@ def curriculum(examples: list[Example], cfg: CompressionConfig) -> Callable[[int
     return at
 
 
+def draw_reading(rng: random.Random, cfg: CompressionConfig) -> tuple[str, float]:
+    """A training row's reading: a mode, uniformly; then, independently, a ratio: ``cfg.dev_ratio``
+    for a ``cfg.focus_share`` of rows, else one of ``cfg.ratios`` uniformly."""
+    mode = rng.choice(MODES)
+    return mode, cfg.dev_ratio if rng.random() < cfg.focus_share else rng.choice(cfg.ratios)
+
+
 def train_compressor(model, tokenizer, examples: list[Example], cfg: CompressionConfig, show_progress: bool = True,
                      dev: Mapping[str, list[Example]] | None = None) -> TrainResult:
     """Full fine-tuning on the three reading modes, a mode and ratio drawn per example and step, in
@@ -166,7 +178,7 @@ def train_compressor(model, tokenizer, examples: list[Example], cfg: Compression
 
     def batch_at(step: int) -> dict[str, torch.Tensor]:
         rng = random.Random(cfg.seed * 1_000_003 + step)
-        rows, ratios = zip(*[as_training_row(tokenizer, e, rng.choice(MODES), rng.choice(cfg.ratios), cfg.max_input)
+        rows, ratios = zip(*[as_training_row(tokenizer, e, *draw_reading(rng, cfg), cfg.max_input)
                              for e in examples_at(step)])
         batch = build_generative_batch(tokenizer, rows, cfg.max_input, cfg.max_target, list(ratios))
         return {k: v.to(device) for k, v in batch.items()}
@@ -175,10 +187,14 @@ def train_compressor(model, tokenizer, examples: list[Example], cfg: Compression
         return {f"{task}, {mode}": evaluate_reading(model, tokenizer, items, mode, cfg.dev_ratio, cfg)["score"]
                 for task, items in dev.items() for mode in ("compressed", "truncated")}
 
+    # A flat rate after warmup: a dev curve that flattens then means the model stopped learning, not
+    # that a decaying rate stopped it. An early dev point shows where the curve starts.
+    curve = bool(dev and cfg.eval_every)
     return train(model, lambda batch: generative_loss(model, batch), batch_at,
                  TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup_steps=max(1, cfg.steps // 10), seed=cfg.seed,
-                             show_progress=show_progress, eval_every=cfg.eval_every if dev else 0),
-                 evaluate=evaluate if dev else None)
+                             show_progress=show_progress, schedule="constant", eval_every=cfg.eval_every if curve else 0,
+                             eval_at=(max(1, cfg.eval_every // 4),) if curve else ()),
+                 evaluate=evaluate if curve else None)
 
 
 def _normalise(text: str) -> str:
@@ -232,8 +248,10 @@ def decoding_cost(model, tokenizer, passage: str, ratio: float | None, new_token
     prefill_s = time.perf_counter() - start
     size = cache_bytes(cache)
     start = time.perf_counter()
-    decode_greedy(model, logits, cache, position, new_tokens)  # no stop token: exactly new_tokens steps
+    generated = decode_greedy(model, logits, cache, position, new_tokens)[0]  # no stop token: exactly new_tokens
     decode_s = time.perf_counter() - start
+    if len(generated) != new_tokens:  # equal work: both readings decode the same number of tokens
+        raise RuntimeError(f"decoded {len(generated)} tokens, not {new_tokens}")
     return {"passage_tokens": n, "cache_entries": cache.get_seq_length() - new_tokens, "cache_mib": size / 2**20,
             "prefill_s": prefill_s, "decode_s": decode_s, "ms_per_token": 1000 * decode_s / new_tokens,
             "end_to_end_s": prefill_s + decode_s}

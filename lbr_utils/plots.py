@@ -27,7 +27,16 @@ PALETTE = {
     "Matryoshka": "#e7ba52", "full fine-tuning": "#d6616b",
     # Chapter 6's readings of a passage.
     "compressed": "#6b6ecf", "truncated": "#bd9e39", "full passage": "#525252", "closed book": "#969696",
+    # Chapter 5b: the causal models are chapter 5a's (same colour), bidirectional ones their light twin;
+    # the ratio sweep a sequential ramp (r=8 is IB-GL itself); the two stage-1 styles.
+    "GL+CL": "#e377c2", "IB-GL+CL": "#006d2c", "GL+CL (bidirectional)": "#f7b6d2",
+    "IB-GL+CL (bidirectional)": "#98df8a",
+    "r=4": "#a6bddb", "r=8": "#2ca02c", "r=16": "#1c9099", "r=32": "#016c59", "r=64": "#014636",
+    "Standard SFT": "#ff7f0e", "IB-GL (SFT)": "#2ca02c", "Standard PT": "#a55194", "IB-GL (PT)": "#74c476",
 }
+# What a name missing from PALETTE gets: tab20's hues that no named model uses.
+_SPARE = [c for c in ("#aec7e8", "#ffbb78", "#ff9896", "#c5b0d5", "#c49c94", "#c7c7c7", "#dbdb8d", "#9edae5",
+                      "#98df8a", "#f7b6d2") if c not in PALETTE.values()]
 # Roles in a worked example (not models): the positive, a hard negative, the rest.
 ROLES = {"positive": "#31a354", "hard negative": "#e6550d", "easy negative": "#d9d9d9"}
 VERDICT_COLOURS = {"reproduced": "#2ca02c", "contradicted": "#d62728", "inconclusive": "#7f7f7f"}
@@ -36,13 +45,14 @@ NOT_JUDGED = "not judged"  # the start of a verdict left out by the convergence 
 
 def colour_of(name: str) -> str:
     """The book's colour for a model: its own, else that of the longest name it starts with (so
-    "LLM+CL @ equal compute" is LLM+CL's red), else a fixed tab10 hue derived from the name."""
+    "LLM+CL @ equal compute" is LLM+CL's red), else a spare hue fixed by the name (a reader's own model,
+    e.g. at the ``gpu`` profile), never one a named model wears."""
     import zlib
 
     if name in PALETTE:
         return PALETTE[name]
     prefixes = [k for k in PALETTE if name.startswith(k)]
-    return PALETTE[max(prefixes, key=len)] if prefixes else f"C{zlib.crc32(name.encode()) % 10}"
+    return PALETTE[max(prefixes, key=len)] if prefixes else _SPARE[zlib.crc32(name.encode()) % len(_SPARE)]
 
 
 def style(ax, xlabel: str | None = None, ylabel: str | None = None, title: str | None = None,
@@ -236,19 +246,29 @@ def filter_figure(funnel: pd.DataFrame, queries: pd.DataFrame):
     return fig
 
 
+MIN_SPAN = 10.0  # NDCG@10 points: the narrowest x range of the privacy/utility figure
+
+
 def privacy_utility_figure(curve: pd.DataFrame):
     """Chapter 7's trade-off, one panel per embedder: retrieval NDCG@10 (x) against each attack's leak
-    above its template floor (y, word F1 points; bars: 95% CI), one point per noise scale
-    (labelled). A defence that works moves a curve down faster than it moves it left."""
+    above its template floor (y, word F1 points), both with 95% CI bars, one point per noise scale
+    (labelled). A defence that works moves a curve down faster than it moves it left. The x axis spans
+    at least ``MIN_SPAN`` points, so a noise-sized change in NDCG@10 does not look like a trend."""
     embedders = list(dict.fromkeys(curve.embedder))
     fig, axes = plt.subplots(1, len(embedders), figsize=(5.5 * len(embedders), 3.8), squeeze=False, sharey=True)
     for ax, name in zip(axes[0], embedders):
         for attack, g in curve[curve.embedder == name].groupby("attack", sort=False):
             yerr = [g["leak"] - g["ci_low"], g["ci_high"] - g["leak"]]
-            ax.errorbar(g["NDCG@10"], g["leak"], yerr=yerr, marker="o", capsize=2, color=colour_of(attack), label=attack)
+            xerr = [g["NDCG@10"] - g["ndcg_low"], g["ndcg_high"] - g["NDCG@10"]]
+            ax.errorbar(g["NDCG@10"], g["leak"], yerr=yerr, xerr=xerr, marker="o", capsize=2, color=colour_of(attack),
+                        label=attack)
             for x, y, scale in zip(g["NDCG@10"], g["leak"], g["noise"]):
                 ax.annotate(f"{scale:g}", (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
         ax.axhline(0, color="grey", linewidth=0.8, linestyle="--")
+        low, high = ax.get_xlim()
+        if high - low < MIN_SPAN:
+            middle = (low + high) / 2
+            ax.set_xlim(middle - MIN_SPAN / 2, middle + MIN_SPAN / 2)
         style(ax, "retrieval NDCG@10 (x100), noisy stored vectors", "leak: word F1 above the floor (points)", name)
     fig.tight_layout()
     return fig

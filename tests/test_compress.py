@@ -105,8 +105,29 @@ def test_the_curriculum_reconstructs_first_and_the_dev_curve_is_recorded():
     model, tok = build_tiny()
     dev = {"qa": examples[:2], "reconstruct": examples[-2:]}
     result = train_compressor(model, tok, examples, cfg, show_progress=False, dev=dev)
-    assert [p["step"] for p in result.curve] == [3, 6]
+    assert [p["step"] for p in result.curve] == [1, 3, 6]  # an early point shows where the curve starts
     assert set(result.curve[0]) >= {"qa, compressed", "qa, truncated", "reconstruct, compressed"}
     assert all(0.0 <= p["reconstruct, truncated"] <= 1.0 for p in result.curve)
     full = decoding_cost(model, tok, PASSAGE * 3, None, new_tokens=2)
     assert full["end_to_end_s"] == pytest.approx(full["prefill_s"] + full["decode_s"])
+
+
+def test_a_focus_share_of_rows_reads_the_judged_ratio_and_modes_stay_uniform():
+    """focus_share = 0.5 over four ratios: the judged ratio in 0.5 + 0.5 / 4 of rows, every other
+    ratio in 0.5 / 4; each mode in a third of the rows at every ratio (compressed and truncated stay
+    matched)."""
+    import random
+    from collections import Counter
+
+    from lbr_utils.compress import MODES, draw_reading
+
+    cfg = CompressionConfig(ratios=(2.0, 4.0, 8.0, 16.0), dev_ratio=8.0, focus_share=0.5)
+    rng = random.Random(0)
+    draws = Counter(draw_reading(rng, cfg) for _ in range(40_000))
+    ratio_share = {r: sum(n for (_, q), n in draws.items() if q == r) / 40_000 for r in cfg.ratios}
+    assert ratio_share[8.0] == pytest.approx(0.625, abs=0.01)
+    assert all(ratio_share[r] == pytest.approx(0.125, abs=0.01) for r in (2.0, 4.0, 16.0))
+    at_eight = {m: draws[(m, 8.0)] / sum(draws[(x, 8.0)] for x in MODES) for m in MODES}
+    assert all(share == pytest.approx(1 / 3, abs=0.015) for share in at_eight.values())
+    with pytest.raises(ValueError, match="focus_share"):
+        CompressionConfig(focus_share=1.5)

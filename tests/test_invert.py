@@ -135,3 +135,19 @@ def test_nearest_neighbour_inversion_returns_the_closest_public_text():
     assert nearest_neighbour_inversion(np.array([[0.1, 0.9, 0.0], [2.0, 0.0, 0.1]]), public, vecs) == ["b", "a"]
     with pytest.raises(ValueError):
         nearest_neighbour_inversion(vecs, [], np.zeros((0, 3)))
+
+
+def test_the_decoder_records_a_dev_curve_of_word_f1():
+    """With dev texts, training scores what the decoder writes from their vectors every eval_every
+    steps (a fraction); without them, no curve."""
+    from lbr_utils.invert import InversionConfig, train_inverter
+
+    model, tok = build_tiny()
+    inv = Inverter(model, tok, embed_dim=4, prefix_len=2, lora_rank=2)
+    texts = ["alpha beta", "gamma delta", "beta gamma", "delta alpha"]
+    vectors = np.eye(4, dtype=np.float32)
+    cfg = InversionConfig(steps=4, batch_size=2, max_length=4, eval_every=2)
+    result = train_inverter(inv, texts, vectors, cfg, show_progress=False, dev=(texts[:2], vectors[:2]))
+    assert [p["step"] for p in result.curve] == [2, 4]
+    assert all(0.0 <= p["dev word F1"] <= 1.0 for p in result.curve)
+    assert train_inverter(inv, texts, vectors, cfg, show_progress=False).curve == []

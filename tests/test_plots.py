@@ -12,7 +12,12 @@ from lbr_utils.plots import PALETTE, VERDICT_COLOURS, claim_forest, colour_of, l
 def test_a_model_keeps_its_colour_under_any_suffix():
     assert colour_of("LLM+CL @ equal compute") == PALETTE["LLM+CL"] != colour_of("LLM+CL (last token) @ equal compute")
     assert colour_of("LLM+IB-GL+CL") == PALETTE["LLM+IB-GL+CL"] != PALETTE["LLM+IB-GL"]
-    assert colour_of("r=16") == colour_of("r=16") and colour_of("r=16").startswith("C")
+    # chapter 5b's models: the causal ones keep chapter 5a's colours; the ratio sweep has five distinct hues
+    assert colour_of("GL+CL (causal)") == PALETTE["LLM+GL+CL"] and colour_of("IB-GL+CL (causal)") == PALETTE["LLM+IB-GL+CL"]
+    assert len({colour_of(f"r={r}") for r in (4, 8, 16, 32, 64)}) == 5
+    # a name the book does not know gets a fixed hue that no named model wears
+    spare = colour_of("Qwen2.5-1.5B")
+    assert spare == colour_of("Qwen2.5-1.5B") and spare not in PALETTE.values()
     assert len({colour_of(m) for m in ("LLM+CL", "LLM+CL (GL+CL pairs)", "LLM+CL (last token)", "LLM+CL (mean)")}) == 4
 
 

@@ -223,12 +223,15 @@ def test_recovered_words_and_the_leak_by_hand():
     assert leak(table).per_query.iloc[0] == pytest.approx([0.2, -0.1])
 
 
-def test_usable_noise_is_the_largest_that_costs_at_most_two_points():
+def test_usable_noise_is_the_largest_that_costs_at_most_two_points_on_dev():
+    """Picked on the dev queries: the evaluation queries, which judge it, would pick otherwise here."""
     from lbr_utils.studies.ch07_inversion import usable_noise
 
     retrieval = pd.DataFrame({"embedder": ["a"] * 4 + ["b"] * 2, "noise": [0.0, 0.01, 0.05, 0.1, 0.0, 0.01],
-                              "NDCG@10": [0.50, 0.495, 0.481, 0.40, 0.6, 0.5]})
+                              "dev NDCG@10": [0.50, 0.495, 0.481, 0.40, 0.6, 0.5],
+                              "NDCG@10": [0.50, 0.49, 0.40, 0.30, 0.6, 0.59]})
     assert usable_noise(retrieval) == {"a": 0.05, "b": 0.0}
+    assert usable_noise(retrieval, column="NDCG@10") == {"a": 0.01, "b": 0.01}
 
 
 def test_inversion_claims_judge_each_attack_and_the_noise_by_hand():
@@ -248,8 +251,10 @@ def test_inversion_claims_judge_each_attack_and_the_noise_by_hand():
                                   "word F1, floor": floor.tolist()})
             per_query = (0.5 - noise / 5 + rng.normal(0, 0.005, 50)).tolist()
             retrieval.append({"embedder": "e", "noise": noise, "seed": seed, "NDCG@10": float(np.mean(per_query)),
-                              "per_query": per_query})
-    tables = {"inversion": pd.DataFrame(inversion), "retrieval": pd.DataFrame(retrieval)}
+                              "per_query": per_query, "dev NDCG@10": float(np.mean(per_query))})
+    flat = [{"step": step, "dev word F1": 0.3} for step in (25, 50, 75, 100)]
+    training = pd.DataFrame([{"embedder": "e", "seed": s, "steps": 100, "dev_curve": flat} for s in (0, 1, 2)])
+    tables = {"inversion": pd.DataFrame(inversion), "retrieval": pd.DataFrame(retrieval), "training": training}
     table = survey_claims(tables).set_index("claim")
     probe = table.loc["stored embeddings leak their text: the bag-of-words probe recovers more words than the template"]
     assert probe["verdict"] == "reproduced" and probe["ours"] == pytest.approx(30.0, abs=1.0)
@@ -260,9 +265,14 @@ def test_inversion_claims_judge_each_attack_and_the_noise_by_hand():
     assert halves["noise at 0.05 (at most 2 NDCG@10 points lost) halves the decoder's leak"] != "reproduced"
     budget = table.loc["noise at 0.05 costs retrieval at most 2 NDCG@10 points"]
     assert budget["verdict"] == "reproduced" and budget["ours"] == pytest.approx(-1.0, abs=0.3)
-    costly = dict(tables, retrieval=tables["retrieval"].assign(**{"NDCG@10": lambda t: 0.5 - 2 * t.noise}))
+    costly = dict(tables, retrieval=tables["retrieval"].assign(**{"dev NDCG@10": lambda t: 0.5 - 2 * t.noise}))
     assert (survey_claims(costly).set_index("claim").filter(like="noise at 0 ", axis=0).verdict
             == "not judged: no noise within the retrieval budget").all()
+    # a decoder still climbing on dev (0.1 -> 0.4 word F1) is not judged; the probes still are
+    climbing = [{"step": step, "dev word F1": step / 250} for step in (25, 50, 75, 100)]
+    late = survey_claims(dict(tables, training=training.assign(dev_curve=[climbing] * 3))).set_index("claim")
+    assert (late.filter(like="decoder", axis=0).verdict == "not judged: decoder not converged").all()
+    assert late.loc[probe.name, "verdict"] == "reproduced"
 
 
 def _ablations_record(seeds=(0, 1, 2), queries: int = 40) -> dict:

@@ -4,6 +4,8 @@ prose can change without invalidating the runs."""
 
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 import torch
 
@@ -22,6 +24,7 @@ EMBEDDERS = ("SmolLM2, mean pooling", "all-MiniLM-L6-v2")
 ATTACKS = ("bag-of-words probe", "adaptive probe", "nearest neighbour", "decoder")
 DECODER_EPOCHS = 3  # passes over the attacker's texts (the first version stopped at 80 steps, under one)
 N_SECRET = 100  # evaluation texts attacked per seed
+N_DEV_TEXTS = 50  # dev texts the decoder's learning curve writes from (dev entities: never attacked, never trained)
 
 
 def _entities(answer: str) -> tuple[str, str]:
@@ -64,12 +67,16 @@ def _cell(profile: Profile, domain: str, seed: int, name: str) -> dict[str, list
 
     if domain != "medical":
         raise ValueError(f"chapter 7 scores medical answer cards (condition name, ICD code); got domain {domain!r}")
+    if splits.dev is None:
+        raise ValueError("chapter 7 picks its noise level on dev queries: the profile needs n_dev > 0")
     probe = BagOfWordsProbe(ProbeConfig(seed=seed)).fit(public, public_vecs)
     steps = max(1, DECODER_EPOCHS * len(public) // profile.batch_size)
-    cfg = InversionConfig(steps=steps, batch_size=profile.batch_size, seed=seed)
+    cfg = InversionConfig(steps=steps, batch_size=profile.batch_size, seed=seed, eval_every=max(1, steps // 6))
     decoder_model, decoder_tok = load_causal_lm(profile.model)
     inverter = Inverter(decoder_model, decoder_tok, public_vecs.shape[1], cfg.prefix_len)
-    result = train_inverter(inverter, public, public_vecs, cfg, show_progress=True)
+    dev_texts = list(dict.fromkeys(r.answer for r in splits.dev_records))[:N_DEV_TEXTS]
+    result = train_inverter(inverter, public, public_vecs, cfg, show_progress=True,
+                            dev=(dev_texts, embed(dev_texts)) if dev_texts else None)
     inversion, retrieval = [], []
     for scale in NOISE_SCALES:
         noisy = add_noise(secret_vecs, scale, seed)
@@ -87,8 +94,13 @@ def _cell(profile: Profile, domain: str, seed: int, name: str) -> dict[str, list
         per_query = ranked_ndcg(noisy_corpus_embedder(embed, list(splits.eval.corpus.values()), scale, seed),
                                 splits.eval)
         scores = [per_query[q] for q in splits.eval.qrels]
-        retrieval.append({"embedder": name, "noise": scale, "NDCG@10": float(np.mean(scores)), "per_query": scores})
+        # The dev queries pick the noise a practitioner could afford; the evaluation queries judge it.
+        dev = ranked_ndcg(noisy_corpus_embedder(embed, list(splits.dev.corpus.values()), scale, seed), splits.dev)
+        retrieval.append({"embedder": name, "noise": scale, "NDCG@10": float(np.mean(scores)), "per_query": scores,
+                          "dev NDCG@10": float(np.mean(list(dev.values())))})
     training = [{"embedder": name, "steps": steps, "texts": len(public), **result.summary()}]
+    del inverter, decoder_model
+    gc.collect()  # the next cell's models load in this process: free this one's first
     return {"inversion": inversion, "retrieval": retrieval, "training": training}
 
 

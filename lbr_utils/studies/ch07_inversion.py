@@ -20,7 +20,7 @@ import pandas as pd
 from ..invert import InversionConfig, ProbeConfig
 from ..profiles import get_profile
 from ..results import load_tables, save_results, timer
-from ..stats import claim_family, display_claims, hierarchical_bootstrap, judged_claim
+from ..stats import claim_family, display_claims, hierarchical_bootstrap, judged_claim, late_models, unconverged
 from ._inversion_cells import (ATTACKS, DECODER_EPOCHS, EMBEDDERS, N_SECRET, NOISE_SCALES, cell, noisy_corpus_embedder,
                                recovered)
 
@@ -55,21 +55,24 @@ def leak(inversion: pd.DataFrame, metric: str = "word F1") -> pd.DataFrame:
 
 def privacy_utility(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """The curve a practitioner picks a noise level from: per embedder, attack and noise scale, the
-    leak (word F1 points above the floor; mean and 95% CI from the hierarchical bootstrap over seeds
-    and texts) and retrieval NDCG@10 (x100, mean over seeds)."""
-    rows = []
-    for (name, attack, scale), g in leak(tables["inversion"]).groupby(["embedder", "attack", "noise"], sort=False):
-        b = hierarchical_bootstrap({r.seed: r.per_query for r in g.itertuples()}, n_boot=2000)
-        rows.append({"embedder": name, "attack": attack, "noise": scale, "leak": 100 * b.mean,
-                     "ci_low": 100 * b.low, "ci_high": 100 * b.high})
-    ndcg = (tables["retrieval"].groupby(["embedder", "noise"])["NDCG@10"].mean() * 100).rename("NDCG@10")
-    return pd.DataFrame(rows).merge(ndcg.reset_index(), on=["embedder", "noise"])
+    leak (word F1 points above the floor) and retrieval NDCG@10 (x100) on the evaluation queries, each
+    a mean with its 95% CI from the hierarchical bootstrap over seeds and texts (queries)."""
+    def bootstrap(group: pd.DataFrame) -> tuple[float, float, float]:
+        b = hierarchical_bootstrap({r.seed: r.per_query for r in group.itertuples()}, n_boot=2000)
+        return 100 * b.mean, 100 * b.low, 100 * b.high
+
+    rows = [dict(zip(("embedder", "attack", "noise", "leak", "ci_low", "ci_high"), (*key, *bootstrap(g))))
+            for key, g in leak(tables["inversion"]).groupby(["embedder", "attack", "noise"], sort=False)]
+    ndcg = [dict(zip(("embedder", "noise", "NDCG@10", "ndcg_low", "ndcg_high"), (*key, *bootstrap(g))))
+            for key, g in tables["retrieval"].groupby(["embedder", "noise"], sort=False)]
+    return pd.DataFrame(rows).merge(pd.DataFrame(ndcg), on=["embedder", "noise"])
 
 
-def usable_noise(retrieval: pd.DataFrame, loss: float = UTILITY_LOSS) -> dict[str, float]:
-    """Per embedder: the largest noise scale whose mean NDCG@10 is at most ``loss`` points below the
-    clean one (0 when even the smallest costs more)."""
-    mean = retrieval.groupby(["embedder", "noise"])["NDCG@10"].mean() * 100
+def usable_noise(retrieval: pd.DataFrame, loss: float = UTILITY_LOSS, column: str = "dev NDCG@10") -> dict[str, float]:
+    """Per embedder: the largest noise scale whose mean ``column`` is at most ``loss`` points below the
+    clean one (0 when even the smallest costs more). Picked on the dev queries, so the claim that it
+    costs at most ``loss`` is then judged on evaluation queries that did not choose it."""
+    mean = retrieval.groupby(["embedder", "noise"])[column].mean() * 100
     out = {}
     for name, g in mean.groupby(level=0):
         g = g.droplevel(0)
@@ -86,13 +89,16 @@ def survey_claims(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     vectors, does the noise a practitioner could afford (at most ``UTILITY_LOSS`` NDCG@10 points,
     itself judged per query) halve each attack's leak? "Halve" per text: noisy leak - clean leak / 2 < 0. Every attack is
     judged (the defence holds only where it holds against all of them): picking the strongest from
-    the same texts would favour the defence. Where no noise is affordable, nothing is judged."""
+    the same texts would favour the defence. Where no noise is affordable, nothing is judged; a
+    decoder whose dev curve still climbed is not judged (the rule of every chapter)."""
     leaks = leak(tables["inversion"])
     retrieval = tables["retrieval"]
     noise = usable_noise(retrieval)
+    late = late_models(tables["training"], by=("embedder",), key="dev word F1")
     rows = []
     for name in leaks.embedder.unique():
         ours = leaks[leaks.embedder == name]
+        still_learning = {"decoder"} if name in late else set()
         if noise[name] > 0:  # the level was picked on mean NDCG@10: does its CI keep it within the budget?
             mine = retrieval[retrieval.embedder == name]
             clean, noisy = (_by_seed(mine[mine.noise == s]) for s in (0.0, noise[name]))
@@ -102,8 +108,9 @@ def survey_claims(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
         for attack in ours.attack.unique():
             at = ours[ours.attack == attack]
             clean = _by_seed(at[at.noise == 0])
-            rows.append(judged_claim(f"stored embeddings leak their text: the {attack} recovers more words than the "
-                                     "template", clean, +1, source="survey, embedding understanding", embedder=name))
+            rows.append(unconverged(judged_claim(f"stored embeddings leak their text: the {attack} recovers more words "
+                                                 "than the template", clean, +1, source="survey, embedding understanding",
+                                                 embedder=name, a=attack), still_learning))
             text = (f"noise at {noise[name]:g} (at most {UTILITY_LOSS:g} NDCG@10 points lost) halves the {attack}'s "
                     "leak")
             if noise[name] == 0:
@@ -111,8 +118,9 @@ def survey_claims(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
                              "verdict": "not judged: no noise within the retrieval budget"})
                 continue
             noisy = _by_seed(at[at.noise == noise[name]])
-            rows.append(judged_claim(text, {s: v - clean[s] / 2 for s, v in noisy.items()}, -1,
-                                     source="practice: noise as a defence", embedder=name))
+            rows.append(unconverged(judged_claim(text, {s: v - clean[s] / 2 for s, v in noisy.items()}, -1,
+                                                 source="practice: noise as a defence", embedder=name, a=attack),
+                                    still_learning))
     return claim_family(rows)
 
 
