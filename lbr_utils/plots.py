@@ -95,9 +95,10 @@ def baseline_figure(table: pd.DataFrame):
     return fig
 
 
-def heatmap(matrix: pd.DataFrame, title: str, percent: bool = True, ax=None, unit: str | None = None):
+def heatmap(matrix: pd.DataFrame, title: str, percent: bool = True, ax=None, unit: str | None = None,
+            xlabel: str | None = None, ylabel: str | None = None):
     """A labelled heatmap (rows x columns) with each cell's value written in it; ``unit`` labels the
-    colour bar (default: "x100" or "value")."""
+    colour bar (default: "x100" or "value"), ``xlabel`` / ``ylabel`` what the columns and rows are."""
     values = matrix.to_numpy(dtype=float) * (100 if percent else 1)
     ax = ax or plt.subplots(figsize=(1.1 * matrix.shape[1] + 3, 0.42 * matrix.shape[0] + 1.2))[1]
     im = ax.imshow(values, cmap="viridis", aspect="auto")
@@ -109,7 +110,7 @@ def heatmap(matrix: pd.DataFrame, title: str, percent: bool = True, ax=None, uni
         if np.isfinite(v):
             ax.text(j, i, f"{v:.0f}" if percent else f"{v:.2f}", ha="center", va="center", fontsize=8,
                     color="black" if v > mid else "white")
-    ax.set_title(title)
+    style(ax, xlabel, ylabel, title, legend=False)
     plt.colorbar(im, ax=ax, fraction=0.03).set_label(unit or ("score (x100)" if percent else "value"))
     return ax
 
@@ -120,27 +121,11 @@ def paired_bars(frame: pd.DataFrame, label: str, columns: list[str], title: str,
     ax = ax or plt.subplots(figsize=(7, 0.35 * len(frame) * len(columns) + 1))[1]
     y = np.arange(len(frame))
     height = 0.8 / len(columns)
-    for k, col in enumerate(columns):
-        ax.barh(y + k * height, frame[col], height, label=col)
+    for k, col in enumerate(columns):  # columns are measures, not models: spare hues, never a model's
+        ax.barh(y + k * height, frame[col], height, label=col, color=_SPARE[k % len(_SPARE)])
     ax.set_yticks(y + height * (len(columns) - 1) / 2, frame[label])
     ax.invert_yaxis()
     return style(ax, xlabel, title=title)
-
-
-def mean_std_bars(summary: pd.DataFrame, group: str, series: str, title: str, ylabel: str, ax=None):
-    """Bars of ``summary["mean"]`` with ``summary["std"]`` error bars: one group per ``group`` level,
-    one bar per ``series`` level (``summary`` is indexed by both, as :func:`lbr_utils.stats.mean_std` returns)."""
-    means = summary["mean"].unstack(series)
-    stds = summary["std"].unstack(series).reindex_like(means)
-    ax = ax or plt.subplots(figsize=(8, 3.6))[1]
-    width = 0.8 / means.shape[1]
-    x = np.arange(means.shape[0])
-    for i, name in enumerate(means.columns):
-        ax.bar(x + i * width, means[name], width, yerr=stds[name].fillna(0), capsize=2, label=name)
-    ax.set_xticks(x + width * (means.shape[1] - 1) / 2, means.index)
-    style(ax, xlabel=group, ylabel=ylabel, title=title, legend=False)
-    ax.legend(fontsize=7, frameon=False, ncol=2)
-    return ax
 
 
 def mask_plot(allowed: np.ndarray, labels: list[str], title: str, ax=None):
@@ -155,23 +140,29 @@ def mask_plot(allowed: np.ndarray, labels: list[str], title: str, ax=None):
     return ax
 
 
-def learning_curves(training: pd.DataFrame, domains: list[str], models: list[str] | None = None):
+def learning_curves(training: pd.DataFrame, domains: list[str], models: list[str] | None = None,
+                    stages: tuple[int, ...] = (1, 2)):
     """Every training run of a chapter as a curve: stage-1 training loss (top row) and stage-2 dev
     NDCG@10 (bottom row), one column per domain; a line per model (the mean over seeds), each seed
     faint behind it. What "trained to convergence" means is read off the bottom row: flat at the end.
-    A stage-1 checkpoint that several models start from is drawn once, under the first one's name."""
+    A stage-1 checkpoint that several models start from is drawn once, under the first one's name.
+    ``stages=(2,)`` draws the dev curves alone (a chapter whose models train in one stage)."""
     models = models or list(dict.fromkeys(training.model))
     colours = {m: colour_of(m) for m in models}
     # a model that shares its colour with an earlier one (a variant: "MiniLM+CL (256 tokens)") is dashed
     dashes = {m: "--" if list(colours.values()).index(c) < models.index(m) else "-" for m, c in colours.items()}
-    fig, axes = plt.subplots(2, len(domains), figsize=(5.2 * len(domains) + 2.4, 6.4), squeeze=False)
+    two = len(stages) > 1
+    fig, axes = plt.subplots(len(stages), len(domains), figsize=(5.2 * len(domains) + 2.4, 3.2 * len(stages)),
+                             squeeze=False)
     for col, domain in enumerate(domains):
         runs = training[(training.domain == domain) & training.model.isin(models)]
         stage1 = runs[runs.stage == 1].drop_duplicates(["seed", "seconds"])
         stage1 = stage1[stage1.model.isin(stage1.drop_duplicates("seconds").model)]  # one name per checkpoint
-        for row, (part, key, value, scale, ylabel) in enumerate([
-                (stage1, "loss_curve", "loss", 1, "stage-1 training loss"),
-                (runs[runs.stage == 2], "dev_curve", "dev NDCG@10", 100, "stage-2 dev NDCG@10 (x100)")]):
+        panels = {1: (stage1, "loss_curve", "loss", 1, "stage-1 training loss (nats per token)"),
+                  2: (runs[runs.stage == 2], "dev_curve", "dev NDCG@10", 100,
+                      f"{'stage-2 ' if two else ''}dev NDCG@10 (x100)")}
+        for row, stage in enumerate(stages):
+            part, key, value, scale, ylabel = panels[stage]
             ax = axes[row, col]
             for model, group in part.groupby("model", sort=False):
                 frames = [pd.DataFrame(getattr(r, key)) for r in group.itertuples()]
@@ -181,7 +172,7 @@ def learning_curves(training: pd.DataFrame, domains: list[str], models: list[str
                 if frames:
                     mean = pd.concat(frames, axis=1).mean(axis=1)
                     ax.plot(mean.index, mean.values, color=colours[model], ls=dashes[model], lw=1.8, label=model)
-            style(ax, "training step", ylabel, f"{domain}: stage {row + 1}", legend=False)
+            style(ax, "training step", ylabel, f"{domain}: stage {stage}" if two else domain, legend=False)
             if col == len(domains) - 1 and ax.get_legend_handles_labels()[0]:  # beside the panels, never over a curve
                 ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1))
     fig.tight_layout()
@@ -219,6 +210,9 @@ def claim_forest(table: pd.DataFrame, title: str, ax=None, unit: str = "differen
     return style(ax, unit, None, title, legend_size=7)
 
 
+DROPPED = "#bdbdbd"  # what a filter threw away: grey, not a verdict's red
+
+
 def filter_figure(funnel: pd.DataFrame, queries: pd.DataFrame):
     """Chapter 4's checks: the share of written queries each check leaves (left), and where BM25, a
     judge the filter never consulted, ranks the document of the queries the consistency filter kept
@@ -235,9 +229,8 @@ def filter_figure(funnel: pd.DataFrame, queries: pd.DataFrame):
     # degenerate loops were caught before it and would muddy the comparison.
     judged = written[~written["degenerate"].astype(bool) & ~written["copies its document"].astype(bool)]
     bins = np.logspace(0, np.log10(max(2, written["BM25 rank"].max())), 20)
-    for label, rows, colour in [("kept", judged[judged.kept], VERDICT_COLOURS["reproduced"]),
-                                ("dropped by the consistency filter", judged[~judged.kept],
-                                 VERDICT_COLOURS["contradicted"])]:
+    for label, rows, colour in [("kept", judged[judged.kept], colour_of("synthetic")),
+                                ("dropped by the consistency filter", judged[~judged.kept], DROPPED)]:
         right.hist(rows["BM25 rank"], bins=bins, alpha=0.6, color=colour, label=f"{label} ({len(rows)})")
     right.set_xscale("log")
     style(right, "BM25 rank of the query's own document (1 = first; log scale)", "queries",

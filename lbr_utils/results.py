@@ -151,11 +151,25 @@ def reuse_note(experiment: str, profile: str, reused: bool) -> str:
     """What a chapter page shows: the committed results, or a fresh run, and how to get the other."""
     if not reused:
         return f"Computed in this run (profile `{profile}`), and written to `results/{profile}/{experiment}.json`."
-    try:
-        costs = {c["notebook"]: c["wall_time_s"] for c in load_results("notebook_costs", profile)["metrics"]}
-        cost = f" (about {costs[experiment + '.ipynb'] / 60:.0f} min on two CPU cores)" if experiment + ".ipynb" in costs else ""
-    except FileNotFoundError:
-        cost = ""
     return (f"Showing the committed results, `results/{profile}/{experiment}.json`. To recompute them, set "
-            f"`reuse_results = False` in the parameters cell and run all{cost}, or run "
+            f"`reuse_results = False` in the parameters cell and run all{_recompute_cost(experiment, profile)}, or run "
             f"`python -m lbr_utils.cli.reproduce --profile {profile} --only {experiment}.ipynb`.")
+
+
+def _recompute_cost(experiment: str, profile: str) -> str:
+    """What recomputing a chapter costs, from what it cost: its notebook run's wall time, unless the
+    training its cells record took longer (the notebook then read cells that earlier runs computed,
+    and a recompute is best done in parts, as README shows)."""
+    def read(name: str) -> dict:
+        try:
+            return load_results(name, profile)
+        except FileNotFoundError:
+            return {}
+
+    runs = {c["notebook"]: c for c in read("notebook_costs").get("metrics", [])}
+    wall = runs.get(experiment + ".ipynb", {}).get("wall_time_s", 0.0)
+    training = read(experiment).get("config", {}).get("compute_seconds") or 0.0
+    if training > wall:
+        return (f" (its training alone took about {training / 3600:.1f} h, summed over its runs: README's "
+                "\"Profiles and where the book's numbers come from\" runs it in parts, each resumable)")
+    return f" (about {wall / 60:.0f} min on two CPU cores)" if wall else ""

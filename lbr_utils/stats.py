@@ -390,11 +390,13 @@ def verdict_counts(families: Mapping[str, pd.DataFrame]) -> str:
 
 def verdict_lines(table: pd.DataFrame, unit: str = " NDCG@10 points") -> list[str]:
     """A judged claim family as "What this shows" bullets: verdict, claim, difference and CI, and for an
-    inconclusive claim roughly how many seeds would decide it (:func:`seeds_to_decide`)."""
+    inconclusive claim roughly how many seeds would decide it (:func:`seeds_to_decide`). A row's own
+    ``unit`` (a family that mixes points and shares of time) wins over ``unit``."""
     lines = []
     for r in table.to_dict(orient="records"):
         where = "".join(f" ({r[k]})" for k in ("domain", "embedder") if isinstance(r.get(k), str))
-        numbers = "" if pd.isna(r["ours"]) else f": {r['ours']:+.1f}{unit} [{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]"
+        own = r["unit"] if isinstance(r.get("unit"), str) else unit
+        numbers = "" if pd.isna(r["ours"]) else f": {r['ours']:+.1f}{own} [{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]"
         lines.append(f"- **{r['verdict']}**: {r['claim']}{where}{numbers}{to_decide(r)}.")
     return lines
 

@@ -12,6 +12,13 @@ def _rendered(path) -> bool:
     return any(c.get("outputs") for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
 
 
+def _figures(path) -> int:
+    """Images among the notebook's outputs that the page should show (not in a removed cell)."""
+    cells = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"
+             and not {"remove-cell", "remove-output"} & set(c.metadata.get("tags", []))]
+    return sum("image/png" in o.get("data", {}) for c in cells for o in c.outputs)
+
+
 @pytest.fixture(scope="module")
 def html(tmp_path_factory):
     out = tmp_path_factory.mktemp("book")
@@ -25,7 +32,8 @@ def test_a_chapter_page_shows_what_a_reader_needs(html, notebook):
     if not _rendered(notebook):
         pytest.skip(f"{notebook.name} has no committed outputs yet (its cpu run is pending)")
     page = BeautifulSoup((html / f"{notebook.stem}.html").read_text(), "html.parser").find("main")
-    assert page.select(".cell_output img"), "no figure"
+    shown, figures = len(page.select(".cell_output img")), _figures(notebook)
+    assert figures and shown >= figures, f"{shown} of the notebook's {figures} figures on the page"
     assert "Numbers from results/" in page.get_text(), "no provenance line"
     solutions = [c for c in page.select(".tag_hide-cell") if "assert" in c.get_text()]
     assert solutions, "no folded solution"

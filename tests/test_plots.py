@@ -35,6 +35,9 @@ def test_learning_curves_draw_a_mean_per_model_and_a_stage1_checkpoint_once():
     labelled = {line.get_label(): line.get_color() for line in bottom.lines if not line.get_label().startswith("_")}
     assert labelled == {"LLM+IB-GL+CL": PALETTE["LLM+IB-GL+CL"], "LLM+CL": PALETTE["LLM+CL"]}
     assert list(bottom.lines[-1].get_ydata()) == [10.0, 20.0]  # x100
+    # one stage only: the dev curves alone, no empty loss panel above them
+    [only] = learning_curves(training, ["d"], stages=(2,)).axes
+    assert only.get_ylabel() == "dev NDCG@10 (x100)" and len(only.lines) == len(bottom.lines)
 
 
 def test_a_variant_sharing_its_colour_is_dashed_and_the_legend_sits_beside_the_curves():

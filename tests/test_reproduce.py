@@ -53,6 +53,7 @@ def test_every_chapter_opens_with_its_idea_and_reuses_the_committed_results_by_d
     Colab is folded, and so is the import cell after the parameters."""
     from lbr_utils.cli.reproduce import notebooks
 
+    installs = set()
     for path in notebooks():
         cells = nbformat.read(path, as_version=4).cells
         assert cells[0].cell_type == "markdown", path.name
@@ -63,6 +64,9 @@ def test_every_chapter_opens_with_its_idea_and_reuses_the_committed_results_by_d
         assert "hide-input" in after.metadata.get("tags", []) and "import" in after.source, path.name
         install = [c for c in cells if 'find_spec("lbr_utils")' in c.source]
         assert len(install) == 1 and "hide-cell" in install[0].metadata["tags"], path.name
+        installs.add(install[0].source)
+    # one install cell, the same in every chapter; it keeps the kernel's own notebook stack
+    assert len(installs) == 1 and '"ipykernel", "papermill", "jupyter-book"' in installs.pop()
 
 
 def test_the_kernels_sockets_stay_out_of_the_notebook_folder(tmp_path):
@@ -77,3 +81,24 @@ def test_the_kernels_sockets_stay_out_of_the_notebook_folder(tmp_path):
     nbformat.write(nb, path)
     execute(path, "smoke", tmp_path / "out" / path.name)
     assert not [f for f in (tmp_path / "out").iterdir() if f.name.startswith("kernel-ipc")]
+
+
+def test_a_failing_notebook_is_reported_and_the_others_still_run(tmp_path, monkeypatch, capsys):
+    """The newcomer's command runs every chapter even when one fails, then prints one summary line
+    per failure and exits non-zero."""
+    from lbr_utils.cli import reproduce
+
+    monkeypatch.setenv("LBR_RESULTS_DIR", str(tmp_path))
+    chapters = [tmp_path / "ch01_a.ipynb", tmp_path / "ch02_b.ipynb"]
+    monkeypatch.setattr(reproduce, "notebooks", lambda directory=None: chapters)
+
+    def execute(notebook, profile, output, parameters=None):
+        if notebook.name == "ch01_a.ipynb":
+            raise ValueError("no such model: 'nope'\nTraceback ...")
+        return {"notebook": notebook.name, "wall_time_s": 1.0, "peak_memory_mib": 100.0}
+
+    monkeypatch.setattr(reproduce, "execute", execute)
+    assert reproduce.main(["--profile", "smoke", "--no-book", "--output-dir", str(tmp_path / "out")]) == 1
+    out = capsys.readouterr().out
+    assert "ch02_b.ipynb                 ok" in out and "1 of 2 notebook(s) executed" in out
+    assert "failed: ch01_a.ipynb: ValueError: no such model: 'nope'" in out and "Traceback" not in out

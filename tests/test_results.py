@@ -49,3 +49,7 @@ def test_a_page_says_whether_it_shows_the_committed_results_and_how_to_recompute
     assert "reuse_results = False" in note and "--only ch03_contrastive.ipynb" in note and "min" not in note
     save_results("notebook_costs", "cpu", [{"notebook": "ch03_contrastive.ipynb", "wall_time_s": 1800.0}], {}, None, 1.0)
     assert "about 30 min on two CPU cores" in reuse_note("ch03_contrastive", "cpu", True)
+    # a notebook run that read cells computed in earlier runs: the cells' training time is the cost
+    save_results("ch03_contrastive", "cpu", {"retrieval": []}, {"compute_seconds": 3 * 3600.0}, [0], 1.0)
+    note = reuse_note("ch03_contrastive", "cpu", True)
+    assert "about 3.0 h" in note and "in parts" in note and "30 min" not in note

@@ -263,3 +263,15 @@ def test_seeds_to_decide_reads_a_non_inferiority_claim_against_its_margin():
     assert seeds_to_decide(row) == 12
     assert seeds_to_decide(dict(row, ours=-1.5, margin=1.0)) == 3 * 16  # 0.5 from the margin, half-width 2
     assert seeds_to_decide(dict(row, margin=float("nan"))) == 12
+
+
+def test_what_this_shows_states_each_claims_number_in_its_own_unit():
+    from lbr_utils.stats import verdict_lines
+
+    table = pd.DataFrame([
+        {"claim": "A beats B", "ours": 2.0, "ci_low": 0.5, "ci_high": 3.5, "verdict": "reproduced", "domain": "medical"},
+        {"claim": "A is faster", "ours": -4.0, "ci_low": -6.0, "ci_high": -2.0, "verdict": "contradicted",
+         "unit": "% of the time"}])
+    assert verdict_lines(table) == [
+        "- **reproduced**: A beats B (medical): +2.0 NDCG@10 points [+0.5, +3.5].",
+        "- **contradicted**: A is faster: -4.0% of the time [-6.0, -2.0]."]

@@ -500,3 +500,25 @@ def test_the_generation_drop_is_told_from_the_run_numbers():
     record["metrics"]["training"] = [dict(r, final_loss=1.0) if r["model"] == "LLM+IB-GL" else r
                                      for r in record["metrics"]["training"]]
     assert "did not leave the answer harder to predict" in generation_story(record)  # the clause follows the losses
+
+
+def test_reusing_results_that_were_never_committed_says_how_to_compute_them(tmp_path, monkeypatch):
+    from lbr_utils.studies import run_or_load
+
+    monkeypatch.setenv("LBR_RESULTS_DIR", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="set reuse_results = False"):
+        run_or_load("ch03_contrastive", "smoke", reuse=True)
+
+
+def test_one_query_as_infonce_sees_it_at_three_temperatures():
+    """The answer first, then the closest other answers by cosine; each temperature's weights sum to
+    1 and follow the cosines, and a lower temperature puts more weight on the top candidate."""
+    from lbr_utils.studies.ch03_contrastive import temperature_weights
+
+    query, table = temperature_weights("smoke", negatives=3)
+    assert query and table.candidate.iloc[0] == "answer (positive)" and len(table) == 4
+    assert list(table.cosine.iloc[1:]) == sorted(table.cosine.iloc[1:], reverse=True)
+    weights = table.filter(like="weight at")
+    assert np.allclose(weights.sum(), 1.0)
+    assert (weights.rank().eq(table.cosine.rank(), axis=0)).all().all()
+    assert weights["weight at t = 0.02"].max() > weights["weight at t = 0.1"].max()

@@ -217,15 +217,34 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = None if args.in_place else (args.output_dir or REPO_ROOT / "_build" / "executed" / args.profile)
     print(f"Executing {len(chosen)} notebook(s), profile {args.profile}, into "
           f"{'notebooks/ (in place)' if out_dir is None else out_dir}", flush=True)
+    failed: dict[str, str] = {}
     for nb in chosen:
-        cost = execute(nb, args.profile, out_dir / nb.name if out_dir else nb, parameters=extra)
+        try:
+            cost = execute(nb, args.profile, out_dir / nb.name if out_dir else nb, parameters=extra)
+        except Exception as error:  # one chapter's failure must not hide whether the others run
+            failed[nb.name] = _why(error)
+            print(f"  {nb.name:<28} FAILED  {failed[nb.name]}", flush=True)
+            continue
         costs.append(cost)
         print(f"  {nb.name:<28} ok  {cost['wall_time_s']:7.1f} s  peak {cost['peak_memory_mib'] / 1024:5.2f} GiB", flush=True)
-    if not extra.get("reuse_results"):  # a re-render is not what a chapter costs
+    if costs and not extra.get("reuse_results"):  # a re-render is not what a chapter costs
         save_notebook_costs(args.profile, costs, time.perf_counter() - start)
-    if not args.no_book:
-        build_book()
-    return 0
+    book = None
+    if not args.no_book:  # its log is long: shown only when the build fails
+        built = build_book(check=False)
+        book = "built: _build/html/index.html" if built.returncode == 0 else (
+            "FAILED, the end of its log:\n" + "\n".join((built.stdout + built.stderr).splitlines()[-30:]))
+    print(f"\n{len(costs)} of {len(chosen)} notebook(s) executed in {(time.perf_counter() - start) / 60:.1f} min"
+          + "".join(f"\n  failed: {name}: {why}" for name, why in failed.items())
+          + (f"\nBook {book}" if book else ""), flush=True)
+    return 1 if failed or (book and not book.startswith("built")) else 0
+
+
+def _why(error: Exception) -> str:
+    """One line for a failed notebook: the cell's exception (papermill's error carries its name and
+    value), else the error itself."""
+    name, value = getattr(error, "ename", type(error).__name__), getattr(error, "evalue", str(error))
+    return f"{name}: {value}".splitlines()[0][:200]
 
 
 if __name__ == "__main__":

@@ -43,7 +43,11 @@ def run_or_load(name: str, profile: str, reuse: bool = False, **params) -> dict:
     if not reuse:
         with capture_output():
             study(name).run(profile, **params)
-    return load_results(name, profile)
+    try:
+        return load_results(name, profile)
+    except FileNotFoundError as missing:
+        raise FileNotFoundError(f"there are no committed `{profile}` results for {name}: set reuse_results = False "
+                                "in the parameters cell to compute them") from missing
 
 
 def tables(name: str, profile: str, reuse: bool = False, **params) -> tuple[dict, dict[str, pd.DataFrame]]:

@@ -51,6 +51,35 @@ def run(profile_name: str, domain: str = "medical", seeds: tuple[int, ...] | Non
     return {k: pd.DataFrame(v) for k, v in out.items()}
 
 
+def temperature_weights(profile_name: str, domain: str = "medical", seed: int = 0, negatives: int = 7,
+                        temperatures: tuple[float, ...] = (0.02, 0.05, 0.1)) -> tuple[str, pd.DataFrame]:
+    """One training query as InfoNCE sees it: its answer and the ``negatives`` other CL answers that
+    all-MiniLM-L6-v2 (the encoder a practitioner starts from) ranks closest, each with its cosine and
+    the softmax weight the query puts on it at every temperature. Returns (query, table)."""
+    import numpy as np
+
+    from ..data import load_domain
+    from ..embedders import SentenceTransformerEmbedder
+    from ..synth import dense_scores
+
+    profile = lbr_profile(get_profile(profile_name))
+    first = load_domain(domain, profile, seed).cl
+    if not first:
+        raise ValueError(f"the {domain} CL split is empty")
+    query, answer = first[0].question, first[0].answer
+    others = [a for a in dict.fromkeys(r.answer for r in first) if a != answer]
+    embed = SentenceTransformerEmbedder(max_length=profile.max_length).embed
+    cosines = dense_scores(embed, [query], [answer] + others)[0]
+    closest = 1 + np.argsort(-cosines[1:], kind="stable")[:negatives]
+    rows = [0, *closest]
+    table = pd.DataFrame({"candidate": ["answer (positive)"] + [f"negative {i}" for i in range(1, len(closest) + 1)],
+                          "text": [([answer] + others)[i] for i in rows], "cosine": cosines[rows]})
+    for t in temperatures:
+        weights = np.exp((table.cosine - table.cosine.max()) / t)
+        table[f"weight at t = {t:g}"] = weights / weights.sum()
+    return query, table
+
+
 def survey_claims(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """The survey's and the practice article's claims about contrastive fine-tuning, judged per query
     (per random pair for anisotropy) over the seeds, one Holm family; a claim about a recipe whose dev

@@ -89,7 +89,8 @@ def survey_claims(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
         a, b = _per_example(quality, task, "compressed", CLAIM_RATIO), _per_example(quality, task, other, ratio)
         diffs = {s: np.subtract(a[a.seed == s].per_example.iloc[0], b[b.seed == s].per_example.iloc[0])
                  for s in sorted(set(a.seed) & set(b.seed))}
-        row = judged_claim(text, diffs, +1, source="survey, embedding understanding", a=f"compressed ({task})", b=other)
+        row = judged_claim(text, diffs, +1, source="survey, embedding understanding", a=f"compressed ({task})", b=other,
+                           unit=f" points of {'exact match' if task == 'qa' else 'token accuracy'}")
         return unconverged(row, late)
 
     budget = f"at the same token budget (r = {CLAIM_RATIO:g}), a compressed context"
@@ -104,10 +105,11 @@ def survey_claims(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     for n in sorted(decoding.passage_tokens.unique()):
         rows += [judged_claim(f"decoding from the compressed context (r = {CLAIM_RATIO:g}) is faster per generated "
                               f"token, after {n} passage tokens (share of time saved)",
-                              _saving(decoding, "ms_per_token", n), +1, source="survey, embedding understanding"),
+                              _saving(decoding, "ms_per_token", n), +1, source="survey, embedding understanding",
+                              unit="% of the time"),
                  judged_claim(f"end to end (prefill + a {answer}-token answer), the compressed context is faster, "
                               f"after {n} passage tokens (share of time saved)", _saving(decoding, "end_to_end_s", n),
-                              +1, source="survey, embedding understanding")]
+                              +1, source="survey, embedding understanding", unit="% of the time")]
     return claim_family(rows)
 
 
