@@ -14,6 +14,11 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.clip(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12, None)
 
 
+def dense_scores(embed, questions, documents) -> np.ndarray:
+    """Cosine similarity of every question with every document under ``embed`` (texts -> vectors)."""
+    return _unit(np.asarray(embed(list(questions)))) @ _unit(np.asarray(embed(list(documents)))).T
+
+
 def anisotropy(vectors: np.ndarray, n_pairs: int = 2000, seed: int = 0) -> float:
     """Mean cosine similarity of random pairs of distinct rows (0 for an isotropic space)."""
     vectors = np.asarray(vectors, dtype=np.float64)

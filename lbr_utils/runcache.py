@@ -139,18 +139,31 @@ def cache_key(code: str, **parts) -> str:
 
 
 def run_cache_dir() -> Path:
-    """Where stage-1 checkpoints and scored cells live: ``LBR_RUN_CACHE``, else the model cache.
+    """Where stage-1 checkpoints (and, without ``LBR_CELLS``, scored cells) live: ``LBR_RUN_CACHE``, else
+    the model cache.
     The tests point it at a temporary folder so CI does not keep gigabytes of smoke checkpoints."""
     from .models import cache_dir
 
     return Path(os.environ["LBR_RUN_CACHE"]) if os.environ.get("LBR_RUN_CACHE") else cache_dir()
 
 
+def cells_dir() -> Path:
+    """Where scored cells live: ``LBR_CELLS``, else the run cache.
+
+    ``reproduce`` points ``LBR_CELLS`` at ``results/<profile>/cells/`` for every profile but ``smoke``,
+    and those files are committed: a cell is a few kilobytes of scores, while the study behind them is
+    many hours of training on two cores, more than one machine's session. With the cells in the
+    repository a study split over sessions (or machines) resumes where the last one stopped, and a
+    reader's fresh clone re-renders the chapters without retraining. A checkpoint (hundreds of MB)
+    stays in the run cache."""
+    return Path(os.environ["LBR_CELLS"]) if os.environ.get("LBR_CELLS") else run_cache_dir()
+
+
 def cached_json(kind: str, key: str, compute: Callable[[], T]) -> T:
-    """``compute()`` once per key, its JSON-able result kept in ``<run cache>/<kind>/<key>.json``.
+    """``compute()`` once per key, its JSON-able result kept in ``<cells dir>/<kind>/<key>.json``.
     Experiments that share a run (Table 4's causal column *is* Table 3's GL+CL row) share it here,
     and an interrupted chapter resumes from the cells it finished."""
-    path = run_cache_dir() / kind / f"{key}.json"
+    path = cells_dir() / kind / f"{key}.json"
     if not path.exists():
         value = compute()
         path.parent.mkdir(parents=True, exist_ok=True)

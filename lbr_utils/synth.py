@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import QARecord
+from .geometry import dense_scores
 from .text import jaccard
 
 # Few-shot prompts as chat turns: the examples are earlier user/assistant exchanges, so the model's
@@ -132,13 +133,6 @@ def own_ranks(scores: np.ndarray, own: Sequence[int]) -> np.ndarray:
     scores = np.asarray(scores)
     own_scores = scores[np.arange(len(scores)), np.asarray(own)]
     return 1 + (scores > own_scores[:, None]).sum(1)
-
-
-def dense_scores(embed, questions: Sequence[str], documents: Sequence[str]) -> np.ndarray:
-    """Cosine similarity of every question with every document under ``embed`` (texts -> vectors)."""
-    q, d = np.asarray(embed(list(questions))), np.asarray(embed(list(documents)))
-    q = q / np.linalg.norm(q, axis=1, keepdims=True)
-    return q @ (d / np.linalg.norm(d, axis=1, keepdims=True)).T
 
 
 def bm25_scores(questions: Sequence[str], documents: Sequence[str]) -> np.ndarray:

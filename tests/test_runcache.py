@@ -7,7 +7,7 @@ import pytest
 
 from lbr_utils.cli.reproduce import notebooks, stale_notebooks, stamp_outputs
 from lbr_utils.runcache import (PACKAGE_ROOT, cache_key, cached_json, chapter_modules, code_fingerprint,
-                                module_closure)
+                                module_closure, run_cache_dir)
 
 CHAPTERS = [nb.stem for nb in notebooks()]
 
@@ -87,6 +87,17 @@ def test_cached_json_computes_once(tmp_path, monkeypatch):
     first = cached_json("cells", "k", lambda: calls.append(1) or {"x": 1})
     again = cached_json("cells", "k", lambda: calls.append(1) or {"x": 2})
     assert first == again == {"x": 1} and calls == [1]
+
+
+def test_cells_live_in_lbr_cells_apart_from_checkpoints(tmp_path, monkeypatch):
+    """A study's scored cells go where ``LBR_CELLS`` points (the committed ``results/<profile>/cells``),
+    and one found there is read back without computing: a session resumes another's study."""
+    monkeypatch.setenv("LBR_RUN_CACHE", str(tmp_path / "run"))
+    monkeypatch.setenv("LBR_CELLS", str(tmp_path / "cells"))
+    cached_json("lbr_cells", "k", lambda: {"x": 1})
+    assert (tmp_path / "cells" / "lbr_cells" / "k.json").exists() and not (tmp_path / "run").exists()
+    assert run_cache_dir() == tmp_path / "run"
+    assert cached_json("lbr_cells", "k", lambda: pytest.fail("recomputed a committed cell")) == {"x": 1}
 
 
 def test_a_profile_edit_keeps_trained_models_but_marks_every_chapter_stale(copies):

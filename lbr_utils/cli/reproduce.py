@@ -27,7 +27,7 @@ from pathlib import Path
 import psutil
 
 from ..profiles import PROFILE_NAMES
-from ..results import REPO_ROOT, git_commit, load_results, save_results
+from ..results import REPO_ROOT, git_commit, load_results, results_dir, save_results
 from ..runcache import PACKAGE_ROOT, chapter_fingerprint
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -211,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     if not chosen:
         parser.error(f"no notebooks matched {args.only}")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.profile != "smoke":  # the study's cells are committed, so a run split over sessions resumes
+        os.environ.setdefault("LBR_CELLS", str(results_dir(args.profile) / "cells"))
     costs, start = [], time.perf_counter()
     if args.in_place and args.output_dir:
         parser.error("--in-place and --output-dir exclude each other")

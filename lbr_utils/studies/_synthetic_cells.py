@@ -15,9 +15,10 @@ from ..contrastive import train_contrastive
 from ..data import QARecord, load_domain
 from ..embedders import LLMEmbedder, SentenceTransformerEmbedder
 from ..models import load_causal_lm
+from ..geometry import dense_scores
 from ..profiles import Profile
 from ..runcache import cache_key, cached_json, code_fingerprint
-from ..synth import (HFGenerator, bm25_scores, chat_prompt, degenerate, dense_scores, mined_negatives, near_copies,
+from ..synth import (HFGenerator, bm25_scores, chat_prompt, degenerate, mined_negatives, near_copies,
                      own_ranks)
 from ._contrastive_cells import base_recipe, retrieval_row
 

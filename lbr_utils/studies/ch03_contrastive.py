@@ -60,7 +60,7 @@ def temperature_weights(profile_name: str, domain: str = "medical", seed: int = 
 
     from ..data import load_domain
     from ..embedders import SentenceTransformerEmbedder
-    from ..synth import dense_scores
+    from ..geometry import dense_scores
 
     profile = lbr_profile(get_profile(profile_name))
     first = load_domain(domain, profile, seed).cl
