@@ -14,8 +14,8 @@ import numpy as np
 from ..contrastive import train_contrastive
 from ..data import QARecord, load_domain
 from ..embedders import LLMEmbedder, SentenceTransformerEmbedder
-from ..models import load_causal_lm
 from ..geometry import dense_scores
+from ..models import load_causal_lm
 from ..profiles import Profile
 from ..runcache import cache_key, cached_json, code_fingerprint
 from ..synth import (HFGenerator, bm25_scores, chat_prompt, degenerate, mined_negatives, near_copies,
