@@ -17,9 +17,10 @@ def _isolated_results(tmp_path, monkeypatch):
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_run_cache(tmp_path_factory):
-    """Stage-1 checkpoints and scored cells of the smoke runs go to a temporary folder (the converted
-    SmolLM2 stays in the shared model cache)."""
+    """Stage-1 checkpoints and scored cells of the smoke runs go to a temporary folder, never to the
+    committed ``results/<profile>/cells`` (the converted SmolLM2 stays in the shared model cache)."""
     os.environ["LBR_RUN_CACHE"] = str(tmp_path_factory.mktemp("run-cache"))
+    os.environ.pop("LBR_CELLS", None)  # a maintainer's shell may point it at the committed cells
 
 
 @pytest.fixture(scope="session")
