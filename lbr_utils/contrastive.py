@@ -166,7 +166,7 @@ def train_encoder(records: list[QARecord], cfg: ContrastiveConfig, path: str | N
                   show_progress: bool = True, dev: RetrievalSet | None = None):
     """Fine-tune a sentence-transformers encoder (default: all-MiniLM-L6-v2) on the same pairs with the
     same loop and loss: InfoNCE at ``cfg.temperature`` is ``MultipleNegativesRankingLoss`` with
-    ``scale = 1 / temperature`` (tested). What a practitioner would train instead of an LLM embedder.
+    ``scale = 1 / temperature`` (tested), with the same-entity false negatives masked as for the LLMs. What a practitioner would train instead of an LLM embedder.
     Full fine-tuning (``cfg.lora_rank`` and ``cfg.pooling`` do not apply: the encoder pools its own way).
     Returns the trained :class:`SentenceTransformerEmbedder` and the training result."""
     from .embedders import SentenceTransformerEmbedder
@@ -182,7 +182,8 @@ def train_encoder(records: list[QARecord], cfg: ContrastiveConfig, path: str | N
         return st(features)["sentence_embedding"]
 
     def loss_fn(batch: dict):
-        return info_nce(encode(batch["queries"]), encode(batch["positives"]), temperature=cfg.temperature)
+        return info_nce(encode(batch["queries"]), encode(batch["positives"]), temperature=cfg.temperature,
+                        group_ids=batch["groups"] if cfg.filter_false_negatives else None)
 
     def evaluate(step: int) -> dict:
         return dev_scores(ranked_ndcg(embedder.replace().embed, dev))

@@ -88,3 +88,15 @@ def test_bad_arguments_are_rejected():
         matryoshka(info_nce, [0])
     with pytest.raises(ValueError, match="exceeds"):
         matryoshka(info_nce, [64])(q, p)
+
+
+def test_info_nce_keeps_fp32_cosines_under_bf16_autocast():
+    """Near-duplicate vectors (cosines near 1, as LLM states are) would round to bf16's ~0.004 grid
+    under autocast; the loss must equal the fp32 computation."""
+    torch.manual_seed(0)
+    base = torch.randn(1, 64)
+    q, p = base + 0.01 * torch.randn(8, 64), base + 0.01 * torch.randn(8, 64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = info_nce(q, p, temperature=0.05)
+    assert mixed.dtype == torch.float32
+    assert torch.allclose(mixed, info_nce(q, p, temperature=0.05), atol=1e-6)
