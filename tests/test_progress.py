@@ -1,0 +1,23 @@
+"""The split study's progress listing: every model of chapters 5a/5b by name, found by the keys the
+chapters themselves use, and nothing computed to find out."""
+
+import json
+
+from lbr_utils.profiles import get_profile, lbr_profile
+from lbr_utils.studies import ch05a_lbr_stages as stages
+from lbr_utils.studies import progress
+
+
+def test_progress_lists_every_model_and_finds_a_stored_cell_without_computing(tmp_path, monkeypatch):
+    monkeypatch.setenv("LBR_CELLS", str(tmp_path))
+    table = progress.lbr_cells("smoke", domains=("medical",), seeds=(0,))
+    assert not table.done.any() and table.key.is_unique and not (tmp_path / "lbr_cells").exists()
+    arms = [a.name for a in stages.arms(lbr_profile(get_profile("smoke")), 0)]
+    assert table[table.chapter == "5a"].model.tolist()[:len(arms)] == arms
+    assert {"BM25", "MiniLM+CL (256 tokens)", "ratio: r=16", "attention: GL+CL (bidirectional)"} <= set(table.model)
+
+    lbr = table[table.model == stages.LBR].iloc[0]  # a finished cell, as a run would have stored it
+    (tmp_path / "lbr_cells").mkdir()
+    (tmp_path / "lbr_cells" / f"{lbr.key}.json").write_text(json.dumps({"training": [{"seconds": 7.0}]}))
+    again = progress.lbr_cells("smoke", domains=("medical",), seeds=(0,)).set_index("model")
+    assert again.done.sum() == 1 and again.loc[stages.LBR, "done"] and again.loc[stages.LBR, "seconds"] == 7.0
