@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from .data import QARecord
 from .geometry import dense_scores
-from .text import jaccard
+from .text import jaccard, words
 
 # Few-shot prompts as chat turns: the examples are earlier user/assistant exchanges, so the model's
 # own turn is the answer itself. (Packed into one user message, SmolLM2-135M continued the pattern
@@ -176,20 +176,34 @@ def consistency_filter(embed, records: Sequence[QARecord], pool: Sequence[str] |
 _REPEATED_UNIT = re.compile(r"(.{2,8}?)\1{3,}|([^\w\s])\2{5,}")
 
 
+def _repeats_a_phrase(tokens: list[str]) -> bool:
+    """Does a phrase of two or more words follow itself ("use, unspecified, use, unspecified")?"""
+    return any(tokens[i:i + n] == tokens[i + n:i + 2 * n]
+               for n in range(2, len(tokens) // 2 + 1) for i in range(len(tokens) - 2 * n + 1))
+
+
 def degenerate(text: str, min_distinct: float = 0.5) -> bool:
     """True for a generation that loops instead of writing: a short unit repeated four or more times
-    in a row ("A.A.A.A.", "-11-11-11-11"), or fewer than ``min_distinct`` of its words distinct.
+    in a row ("A.A.A.A.", "-11-11-11-11"), a phrase of words said twice in a row, or fewer than
+    ``min_distinct`` of its words distinct (words without their punctuation: "use," is "use").
     A code such as "Z00.00" or a number such as "10000" is not a loop."""
-    tokens = text.lower().split()
-    return bool(_REPEATED_UNIT.search(text)) or (len(tokens) >= 4 and len(set(tokens)) / len(tokens) < min_distinct)
+    tokens = re.findall(r"\w+", text.lower())
+    return (bool(_REPEATED_UNIT.search(text)) or _repeats_a_phrase(tokens)
+            or (len(tokens) >= 4 and len(set(tokens)) / len(tokens) < min_distinct))
 
 
-def near_copies(negatives: Sequence[str], positives: Sequence[str], threshold: float = 0.7) -> list[bool]:
+def near_copies(negatives: Sequence[str], positives: Sequence[str], threshold: float = 0.7,
+                contained: bool = False) -> list[bool]:
     """For each (negative, positive) pair: is the "negative" the positive again, near enough (word
-    Jaccard >= ``threshold``; "Fracture of the humerus" for "Fracture of humerus" is 0.75)? Such a negative teaches the model to push the right answer away."""
+    Jaccard >= ``threshold``; "Fracture of the humerus" for "Fracture of humerus" is 0.75)? Such a
+    negative teaches the model to push the right answer away. With ``contained``, a negative that adds
+    no word of its own is a copy too: a span of a long positive ("Cholera due to Vibrio cholerae 01"
+    for its whole ICD card) has a low Jaccard with it but is still the positive. (A *query* made of the
+    document's words is a fair query, so the query check leaves ``contained`` off.)"""
     if len(negatives) != len(positives):
         raise ValueError("need one positive per negative")
-    return [jaccard(n, p) >= threshold for n, p in zip(negatives, positives)]
+    return [jaccard(n, p) >= threshold or (contained and bool(words(n)) and words(n) <= words(p))
+            for n, p in zip(negatives, positives)]
 
 
 def mined_negatives(queries: Sequence[QARecord], pool: Sequence[QARecord], threshold: float = 0.7) -> list[str]:
@@ -207,6 +221,7 @@ def mined_negatives(queries: Sequence[QARecord], pool: Sequence[QARecord], thres
                                  k=min(20, len(answers)), show_progress=False)
     out = []
     for q, row in zip(queries, hits):
-        ok = [answers[int(j)] for j in row if pool[int(j)].entity != q.entity and jaccard(answers[int(j)], q.answer) < threshold]
+        ok = [answers[int(j)] for j in row if pool[int(j)].entity != q.entity
+              and not near_copies([answers[int(j)]], [q.answer], threshold, contained=True)[0]]
         out.append(ok[0] if ok else next(a for r, a in zip(pool, answers) if r.entity != q.entity))
     return out

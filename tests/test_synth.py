@@ -100,7 +100,8 @@ def test_generations_are_cleaned():
 def test_degenerate_generations_are_caught_and_ordinary_ones_kept():
     from lbr_utils.synth import degenerate
 
-    for text in ["(IUI)\n\nA.I.P.A.A.A.A.A.A.A.A.A.A.", ",-2014-11-11-11-11-11-11-11-11-1", "the the the the the the"]:
+    for text in ["(IUI)\n\nA.I.P.A.A.A.A.A.A.A.A.A.A.", ",-2014-11-11-11-11-11-11-11-11-1", "the the the the the the",
+                 "mood disorder with psychotic symptoms, Hallucinogen use, unspecified, Hallucinogen use, unspecified"]:
         assert degenerate(text), text
     for text in ["broken upper arm bone", "python sort a list", "Displacement of intrathecal infusion pump",
                  "dose of 10000 units", "encounter (ICD-10-CM Z00.00) ...."]:
@@ -114,6 +115,9 @@ def test_near_copies_are_flagged_and_mined_negatives_are_never_the_positive():
 
     assert near_copies(["Fracture of humerus", "Fracture of femur, closed"],
                        ["fracture of the humerus", "Fracture of humerus"]) == [True, False]
+    card = "ICD-10-CM A00.0: Cholera due to Vibrio cholerae 01, biovar cholerae. Under: Cholera"
+    span = "Cholera due to Vibrio cholerae 01"  # Jaccard 0.55 with its card, yet nothing but the card
+    assert near_copies([span], [card]) == [False] and near_copies([span], [card], contained=True) == [True]
     pool = [QARecord(str(i), "m", f"q{i}", answer, entity) for i, (answer, entity) in enumerate([
         ("Fracture of humerus", "S42"), ("Fracture of the humerus, left", "S42"), ("Fracture of femur", "S72"),
         ("Asthma, chronic", "J45"), ("Fracture of humerus", "S42.1")])]

@@ -78,7 +78,7 @@ def _synthesise(profile: Profile, domain: str, seed: int, n_documents: int) -> d
         for kind, t in texts.items():
             v = minilm.embed([x or " " for x in t])
             cosines[kind] = np.sum(q * v / np.linalg.norm(v, axis=1, keepdims=True), axis=1)
-        copied = near_copies(written, texts["positive"])
+        copied = near_copies(written, texts["positive"], contained=True)
         negatives = [{"query": row["query"], "positive": row["document"], "written negative": w,
                       "near-copy of the positive": c, "mined negative": m,
                       **{f"cos(query, {kind})": float(cosines[kind][i]) for kind in texts}}
