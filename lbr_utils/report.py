@@ -97,7 +97,9 @@ def cost_table(rows: list[dict]) -> pd.DataFrame:
             return None
         return "yes" if r["wall_time_s"] <= BUDGET["notebook_s"] and r["peak_memory_mib"] <= BUDGET["memory_mib"] else "no"
 
-    return pd.DataFrame([{"notebook": r["notebook"], "wall time (min)": r["wall_time_s"] / 60,
+    return pd.DataFrame([{"notebook": r["notebook"],
+                          "part": ", ".join(f"{k}={v}" for k, v in (r.get("parameters") or {}).items()) or "all",
+                          "threads": r.get("threads"), "wall time (min)": r["wall_time_s"] / 60,
                           "peak memory (GiB)": r["peak_memory_mib"] / 1024, "within budget": judged(r),
                           "note": r.get("note")} for r in rows])
 

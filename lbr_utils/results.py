@@ -166,7 +166,7 @@ def _recompute_cost(experiment: str, profile: str) -> str:
         except FileNotFoundError:
             return {}
 
-    runs = {c["notebook"]: c for c in read("notebook_costs").get("metrics", [])}
+    runs = {c["notebook"]: c for c in read("notebook_costs").get("metrics", []) if not c.get("parameters")}
     wall = runs.get(experiment + ".ipynb", {}).get("wall_time_s", 0.0)
     training = read(experiment).get("config", {}).get("compute_seconds") or 0.0
     if training > wall:

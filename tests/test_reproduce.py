@@ -1,7 +1,10 @@
 """The reproduce command's bookkeeping: stale-output detection and parameter parsing."""
 
+import json
+
 import nbformat
 
+from lbr_utils.cli import reproduce
 from lbr_utils.cli.reproduce import _literal, source_hash, stale_notebooks, stamp_outputs
 
 
@@ -102,3 +105,18 @@ def test_a_failing_notebook_is_reported_and_the_others_still_run(tmp_path, monke
     out = capsys.readouterr().out
     assert "ch02_b.ipynb                 ok" in out and "1 of 2 notebook(s) executed" in out
     assert "failed: ch01_a.ipynb: ValueError: no such model: 'nope'" in out and "Traceback" not in out
+
+
+def test_a_chapters_parts_keep_their_own_cost_rows():
+    """A split chapter's parts (one seed each) and the run that assembles it are separate rows; a
+    rerun of one part replaces only that part's row."""
+    from lbr_utils.results import load_results
+
+    part = {"notebook": "ch04.ipynb", "wall_time_s": 2700.0, "peak_memory_mib": 5000.0, "threads": 1}
+    reproduce.save_notebook_costs("cpu", [part | {"parameters": {"seeds": [0]}},
+                                          part | {"parameters": {"seeds": [1]}}], 1.0)
+    reproduce.save_notebook_costs("cpu", [part | {"parameters": {"seeds": [1]}, "wall_time_s": 2000.0},
+                                          part | {"parameters": {}, "wall_time_s": 60.0}], 1.0)
+    rows = load_results("notebook_costs", "cpu")["metrics"]
+    assert sorted((json.dumps(r["parameters"]), r["wall_time_s"]) for r in rows) == \
+        [("{\"seeds\": [0]}", 2700.0), ("{\"seeds\": [1]}", 2000.0), ("{}", 60.0)]

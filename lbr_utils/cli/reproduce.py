@@ -154,14 +154,19 @@ def stale_notebooks(directory: Path = NOTEBOOK_DIR, root: Path = PACKAGE_ROOT) -
     return out
 
 
+def _cost_key(cost: dict) -> tuple[str, str]:
+    return cost["notebook"], json.dumps(cost.get("parameters") or {}, sort_keys=True)
+
+
 def save_notebook_costs(profile: str, costs: list[dict], wall_time_s: float) -> None:
     """Merge these notebooks' costs into ``results/<profile>/notebook_costs.json`` (a run of one
-    chapter must not erase what the others cost)."""
+    chapter must not erase what the others cost). A part of a split chapter (run with ``--param``,
+    e.g. one seed) is its own row beside the run that assembles the chapter from its cells."""
     try:
-        previous = {c["notebook"]: c for c in load_results("notebook_costs", profile)["metrics"]}
+        previous = {_cost_key(c): c for c in load_results("notebook_costs", profile)["metrics"]}
     except FileNotFoundError:
         previous = {}
-    merged = previous | {c["notebook"]: c for c in costs}
+    merged = previous | {_cost_key(c): c for c in costs}
     rows = [merged[k] for k in sorted(merged)]
     save_results("notebook_costs", profile, rows, {"notebooks": [c["notebook"] for c in rows]},
                  seeds=None, wall_time_s=wall_time_s)
@@ -227,7 +232,9 @@ def main(argv: list[str] | None = None) -> int:
             failed[nb.name] = _why(error)
             print(f"  {nb.name:<28} FAILED  {failed[nb.name]}", flush=True)
             continue
-        costs.append(cost)
+        # Which part of a split chapter this was, and on how many threads (parts run side by side).
+        costs.append(cost | {"parameters": {k: v for k, v in extra.items() if k != "reuse_results"},
+                             "threads": int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count())})
         print(f"  {nb.name:<28} ok  {cost['wall_time_s']:7.1f} s  peak {cost['peak_memory_mib'] / 1024:5.2f} GiB", flush=True)
     if costs and not extra.get("reuse_results"):  # a re-render is not what a chapter costs
         save_notebook_costs(args.profile, costs, time.perf_counter() - start)
