@@ -142,9 +142,13 @@ def run_stamp() -> str:
 def provenance_line(record: dict) -> str:
     """One sentence a notebook prints under a table: where these numbers came from."""
     p = record["provenance"]
+    training = (record.get("config") or {}).get("compute_seconds") or 0.0
+    # A run assembled from cells that earlier runs (parts) trained took seconds; its training did not.
+    cells = (f" (it read cells whose training took {training / 3600:.1f} h in earlier runs)"
+             if training > p["wall_time_s"] else "")
     return (f"Numbers from results/{p['profile']}/{record['experiment']}.json: profile `{p['profile']}`, "
             f"commit {p['git_commit'][:12]}, {p['date'][:10]}, seeds {p['seeds']}, "
-            f"wall time {p['wall_time_s']:.0f} s, peak memory {p['peak_memory_mib']:.0f} MiB.")
+            f"wall time {p['wall_time_s']:.0f} s{cells}, peak memory {p['peak_memory_mib']:.0f} MiB.")
 
 
 def reuse_note(experiment: str, profile: str, reused: bool) -> str:

@@ -14,7 +14,9 @@ def test_results_round_trip_with_provenance(tmp_path):
     assert p["profile"] == "smoke" and p["seeds"] == [0, 1] and p["wall_time_s"] == 12.35
     assert len(p["git_commit"].split("+")[0]) in (40, 7) and p["peak_memory_mib"] > 0
     assert p["versions"]["torch"].startswith("2.")
-    assert "profile `smoke`" in provenance_line(record)
+    assert "profile `smoke`" in provenance_line(record) and "earlier runs" not in provenance_line(record)
+    assembled = record | {"config": {"compute_seconds": 7200.0}}  # read from cells that parts trained
+    assert "wall time 12 s (it read cells whose training took 2.0 h in earlier runs)" in provenance_line(assembled)
     assert json.loads(path.read_text())["experiment"] == "exp"
 
 
