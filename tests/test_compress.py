@@ -81,14 +81,21 @@ def test_token_accuracy_by_hand():
 
 def test_the_full_passage_is_the_ceiling_of_a_compressor_trained_on_all_modes():
     """A model trained on every reading mode of a few passages rewrites a memorised passage exactly
-    when it reads it in full: the ceiling that the compressed and truncated readings are judged under."""
+    when it reads it in full: the ceiling that the compressed and truncated readings are judged under.
+    The passages share their opening, longer than the truncation budget, so the first k tokens cannot
+    tell which memorised tail to write (a test on passages that differ early could not fail)."""
     model, tok = build_tiny()
-    examples = [Example(r.answer) for r in MEDICAL[:3]]
+    opening = "Disorders of the heart and the lung,"  # 17 tokens of the tiny tokenizer; a passage is at most 32
+    tails = ["seen in old men", "caused by a virus", "after long surgery"]
+    examples = [Example(f"{opening} {tail}") for tail in tails]
     cfg = CompressionConfig(ratios=(4.0,), steps=300, batch_size=6, lr=3e-3, max_input=48, max_target=32)
+    budget = -(-(len(bos_ids(tok)) + len(tok(examples[0].passage, add_special_tokens=False)["input_ids"])) // 4)
+    assert budget < len(tok(opening, add_special_tokens=False)["input_ids"])  # truncation sees the opening only
+    assert all(len(tok(e.passage, add_special_tokens=False)["input_ids"]) <= cfg.max_target for e in examples)
     train_compressor(model, tok, examples, cfg, show_progress=False)
     full = evaluate_reading(model, tok, examples, "full", 1.0, cfg)
     truncated = evaluate_reading(model, tok, examples, "truncated", 4.0, cfg)
-    assert full["token_accuracy"] > 90 and full["token_accuracy"] > truncated["token_accuracy"]
+    assert full["token_accuracy"] > 90 and full["token_accuracy"] > truncated["token_accuracy"] + 5
 
 
 def test_the_curriculum_reconstructs_first_and_the_dev_curve_is_recorded():

@@ -3,6 +3,8 @@ chapters themselves use, and nothing computed to find out."""
 
 import json
 
+import pandas as pd
+
 from lbr_utils.profiles import get_profile, lbr_profile
 from lbr_utils.studies import ch05a_lbr_stages as stages
 from lbr_utils.studies import progress
@@ -21,3 +23,14 @@ def test_progress_lists_every_model_and_finds_a_stored_cell_without_computing(tm
     (tmp_path / "lbr_cells" / f"{lbr.key}.json").write_text(json.dumps({"training": [{"seconds": 7.0}]}))
     again = progress.lbr_cells("smoke", domains=("medical",), seeds=(0,)).set_index("model")
     assert again.done.sum() == 1 and again.loc[stages.LBR, "done"] and again.loc[stages.LBR, "seconds"] == 7.0
+
+
+def test_the_summary_counts_a_shared_stage1_run_once():
+    stage1 = {"stage": 1, "seconds": 3600.0}
+    table = pd.DataFrame([
+        {"chapter": "5a", "domain": "medical", "seed": 0, "done": True, "training": [stage1, {"stage": 2, "seconds": 1800.0}]},
+        {"chapter": "5a", "domain": "medical", "seed": 0, "done": True, "training": [stage1]},
+        {"chapter": "5a", "domain": "medical", "seed": 0, "done": False, "training": []},
+        {"chapter": "5a", "domain": "code", "seed": 0, "done": True, "training": [stage1]}])
+    got = progress.summary(table)
+    assert got.loc[("5a", "medical", 0)].tolist() == [2, 3, 1.5] and got.loc[("5a", "code", 0)].tolist() == [1, 1, 1.0]

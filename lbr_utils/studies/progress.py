@@ -35,8 +35,9 @@ def _lookup_only(found: list[dict]):
     def lookup(kind: str, key: str, compute) -> dict:
         path = cells_dir() / kind / f"{key}.json"
         cell = json.loads(path.read_text()) if path.exists() else {}
-        found.append({"key": key, "done": path.exists(),
-                      "seconds": sum(r.get("seconds", 0.0) for r in cell.get("training", []))})
+        training = cell.get("training", [])
+        found.append({"key": key, "done": path.exists(), "training": training,
+                      "seconds": sum(r.get("seconds", 0.0) for r in training)})
         return cell
 
     with mock.patch.object(_lbr_cells, "cached_json", lookup):
@@ -44,8 +45,8 @@ def _lookup_only(found: list[dict]):
 
 
 def lbr_cells(profile_name: str = "cpu", domains=stages.LBR_DOMAINS, seeds=None) -> pd.DataFrame:
-    """One row per model of chapters 5a and 5b: chapter, domain, seed, name, done, the seconds its
-    training took (0 while pending) and its key. A model both chapters read appears once, under 5a."""
+    """One row per model of chapters 5a and 5b: chapter, domain, seed, name, done, its training runs,
+    the seconds they took (0 while pending; a shared stage-1 run counts in each model) and its key. A model both chapters read appears once, under 5a."""
     profile = lbr_profile(get_profile(profile_name))
     seeds = tuple(seeds if seeds is not None else profile.seeds)
     rows: list[dict] = []
@@ -76,16 +77,22 @@ def _listed(chapter: str, domain: str, seed: int, name: str, make) -> list[dict]
     return [dict(f, chapter=chapter, domain=domain, seed=seed, model=name) for f in found]
 
 
+def summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Models done per (chapter, domain, seed), and the hours their training took with each training
+    run counted once (a stage-1 checkpoint that several models start from is trained once)."""
+    by = table.groupby(["chapter", "domain", "seed"])
+    hours = by.apply(lambda g: stages.compute_seconds(
+        [dict(r, domain=g.name[1], seed=g.name[2]) for runs in g.training for r in runs]) / 3600, include_groups=False)
+    return pd.DataFrame({"done": by.done.sum(), "models": by.size(), "training h (done)": hours}).round(2)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="cpu")
     args = parser.parse_args(argv)
     os.environ.setdefault("LBR_CELLS", str(results_dir(args.profile) / "cells"))
     table = lbr_cells(args.profile)
-    by = table.groupby(["chapter", "domain", "seed"])
-    summary = pd.DataFrame({"done": by.done.sum(), "models": by.size(),
-                            "training h (done)": by.seconds.sum() / 3600}).round(2)
-    print(summary.to_string())
+    print(summary(table).to_string())
     for (chapter, domain, seed), models in table[~table.done].groupby(["chapter", "domain", "seed"]).model:
         print(f"\npending in {chapter} {domain} seed {seed}: {', '.join(models)}")
     return 0
