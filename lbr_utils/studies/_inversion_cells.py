@@ -24,6 +24,9 @@ EMBEDDERS = ("SmolLM2, mean pooling", "all-MiniLM-L6-v2")
 ATTACKS = ("bag-of-words probe", "adaptive probe", "nearest neighbour", "decoder")
 DECODER_EPOCHS = 3  # passes over the attacker's texts (the first version stopped at 80 steps, under one)
 N_SECRET = 100  # evaluation texts attacked per seed
+# Tokens the decoder writes: a medical answer card runs to 20-70 SmolLM2 tokens; 32 cut a third of the
+# attacked cards short (capping the decoder's recall, not the probe's), 48 cuts one in 25.
+DECODER_TOKENS = 48
 N_DEV_TEXTS = 50  # dev texts the decoder's learning curve writes from (dev entities: never attacked, never trained)
 
 
@@ -71,7 +74,8 @@ def _cell(profile: Profile, domain: str, seed: int, name: str) -> dict[str, list
         raise ValueError("chapter 7 picks its noise level on dev queries: the profile needs n_dev > 0")
     probe = BagOfWordsProbe(ProbeConfig(seed=seed)).fit(public, public_vecs)
     steps = max(1, DECODER_EPOCHS * len(public) // profile.batch_size)
-    cfg = InversionConfig(steps=steps, batch_size=profile.batch_size, seed=seed, eval_every=max(1, steps // 6))
+    cfg = InversionConfig(steps=steps, batch_size=profile.batch_size, max_length=DECODER_TOKENS, seed=seed,
+                          eval_every=max(1, steps // 6))
     decoder_model, decoder_tok = load_causal_lm(profile.model)
     inverter = Inverter(decoder_model, decoder_tok, public_vecs.shape[1], cfg.prefix_len)
     dev_texts = list(dict.fromkeys(r.answer for r in splits.dev_records))[:N_DEV_TEXTS]
