@@ -4,9 +4,10 @@ and the chapter 7 scoring helpers."""
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from lbr_utils.models import build_tiny
-from lbr_utils.profiles import get_profile
+from lbr_utils.profiles import get_profile, lbr_profile
 from lbr_utils.studies import CHAPTERS, _lbr_cells, study
 
 
@@ -377,6 +378,26 @@ def test_pooling_survey_claims_are_judged_per_domain_on_per_query_differences():
     assert (first.verdict == "reproduced").all() and first.ours.round(0).eq(10).all()
 
 
+def test_a_layer_read_through_the_final_norm_is_the_cut_models_last_state():
+    """first_layers(model, n) shares the weights and returns layer n's output through the final norm;
+    the whole model's hidden_states[n] is the same output without it; all layers give the model back."""
+    from lbr_utils.models import decoder
+    from lbr_utils.studies.ch02_pooling import claimed_variants, first_layers, variants
+
+    model, tok = build_tiny()
+    batch = tok(["fever and cough", "a rash"], return_tensors="pt", padding=True)
+    layers = model.config.num_hidden_layers
+    with torch.no_grad():
+        full = decoder(model)(**batch, output_hidden_states=True)
+        cut = decoder(first_layers(model, 1))(**batch)
+        whole = decoder(first_layers(model, layers))(**batch)
+    assert torch.allclose(cut.last_hidden_state, decoder(model).norm(full.hidden_states[1]), atol=1e-5)
+    assert not torch.allclose(cut.last_hidden_state, full.hidden_states[1], atol=1e-3)
+    assert torch.allclose(whole.last_hidden_state, full.last_hidden_state, atol=1e-5)
+    assert len(decoder(model).layers) == layers  # the original is left whole
+    assert claimed_variants() <= set(variants(30)) and "mean (layer 15, final norm)" in variants(30)
+
+
 def test_chapter6_passages_fit_what_the_model_reads():
     """Every passage chapter 6 trains, tunes or tests on fits the model's reading window, so no reading
     loses the fact a question asks about; the sizes stay what the profile asks for."""
@@ -510,15 +531,46 @@ def test_reusing_results_that_were_never_committed_says_how_to_compute_them(tmp_
         run_or_load("ch03_contrastive", "smoke", reuse=True)
 
 
-def test_one_query_as_infonce_sees_it_at_three_temperatures():
+@pytest.mark.parametrize("embedder", ["all-MiniLM-L6-v2", "SmolLM2"])
+def test_one_query_as_infonce_sees_it_at_three_temperatures(embedder):
     """The answer first, then the closest other answers by cosine; each temperature's weights sum to
     1 and follow the cosines, and a lower temperature puts more weight on the top candidate."""
     from lbr_utils.studies.ch03_contrastive import temperature_weights
 
-    query, table = temperature_weights("smoke", negatives=3)
+    query, table = temperature_weights("smoke", negatives=3, embedder=embedder)
     assert query and table.candidate.iloc[0] == "answer (positive)" and len(table) == 4
     assert list(table.cosine.iloc[1:]) == sorted(table.cosine.iloc[1:], reverse=True)
     weights = table.filter(like="weight at")
     assert np.allclose(weights.sum(), 1.0)
     assert (weights.rank().eq(table.cosine.rank(), axis=0)).all().all()
     assert weights["weight at t = 0.02"].max() > weights["weight at t = 0.1"].max()
+
+
+def test_contrastive_claims_judge_matryoshka_by_its_drop_and_skip_a_climbing_recipe():
+    """Chapter 3's family: the Matryoshka drop is a difference of differences, query by query; every
+    trained recipe is in a claim; a recipe whose dev curve still climbs leaves its claims unjudged."""
+    from lbr_utils.studies._contrastive_cells import BASE, recipes
+    from lbr_utils.studies.ch03_contrastive import ENCODER, chapter_recipe, survey_claims
+
+    rng = np.random.default_rng(0)
+    names = [*recipes(chapter_recipe(lbr_profile(get_profile("smoke")), 0)), ENCODER]
+    retrieval = pd.DataFrame([{"model": m, "seed": s, "per_query": list(rng.uniform(0.3, 0.9, 40))}
+                              for m in names for s in range(3)])
+    geometry = pd.DataFrame([{"model": m, "seed": s, "pair_cosines": list(rng.uniform(0, 1, 40))}
+                             for m in (BASE, "before training") for s in range(3)])
+    full = {s: rng.uniform(0.5, 0.9, 40) for s in range(3)}
+    mat = pd.DataFrame([{"model": m, "seed": s, "dim": d, "per_query": list(full[s] - drop)}
+                        for s in range(3) for m, loss in (("Matryoshka", 0.05), (BASE, 0.2))
+                        for d, drop in ((576, 0.0), (36, loss))])
+    flat = [{"step": k, "dev NDCG@10": 0.8} for k in (4, 6, 8)]
+    training = pd.DataFrame([{"model": m, "seed": s, "steps": 8, "dev_curve": flat} for m in names for s in range(3)])
+    tables = {"retrieval": retrieval, "geometry": geometry, "matryoshka": mat, "training": training}
+    judged = survey_claims(tables).set_index("claim")
+    drop = judged.filter(like="loses less when truncated", axis=0).iloc[0]
+    assert drop.ours == pytest.approx(15.0) and drop.verdict == "reproduced"  # (-5) - (-20) points, every query
+    assert {n for n in names if n != BASE} <= set(judged.a) | set(judged.b)  # no recipe trained for nothing
+    climbing = [{"step": k, "dev NDCG@10": 0.1 * k} for k in (4, 6, 8)]
+    late = survey_claims(dict(tables, training=training.assign(
+        dev_curve=[climbing if m == "t=0.1" else flat for m in training.model]))).set_index("claim")
+    assert late.filter(like="0.1", axis=0).verdict.str.startswith("not judged").all()
+    assert not late.filter(like="0.02", axis=0).verdict.str.startswith("not judged").any()

@@ -2,11 +2,15 @@
 
 Every variant reuses one loaded model; only the input format, the pooled tokens, the layer and the
 attention mask change. Each variant is scored by the same harness as the baselines, per query, on
-the evaluation split of every seed (no training here: a seed only draws another evaluation set, so
-the confidence intervals carry the noise of which queries were asked).
+the evaluation split of the first seed; the variants a claim compares are scored on every seed (no
+training here: a seed only draws another evaluation set, so the confidence intervals carry the noise
+of which queries were asked). Scoring all of them on three seeds would take about three hours on two
+cores, twice a notebook's budget, for rows that only describe.
 """
 
 from __future__ import annotations
+
+import copy
 
 import pandas as pd
 import torch
@@ -16,7 +20,7 @@ from ..embedders import LLMEmbedder
 from ..evaluate import Encoder, evaluate_models
 from ..geometry import anisotropy, center, top1_agreement
 from ..instruct import InstructedEmbedder
-from ..models import load_causal_lm
+from ..models import decoder, load_causal_lm
 from ..pooling import POOL_FNS, build_inputs, get_pooling
 from ..profiles import get_profile
 from ..results import load_tables, save_results, timer
@@ -29,11 +33,35 @@ INSTRUCTED = ("mean", "last", "weighted_mean")
 
 
 def variants(num_layers: int) -> dict[str, dict]:
-    """Variant name -> LLMEmbedder keyword arguments."""
+    """Variant name -> LLMEmbedder keyword arguments; ``first_layers`` (a layer count) reads the last
+    state of the model cut after that layer, through the final norm (:func:`first_layers`)."""
     out = {name: {"pooling": name} for name in ("first", "mean", "last", "weighted_mean", "prompteol", "echo")}
     out |= {f"{p} (bidirectional)": {"pooling": p, "causal": False} for p in ("mean", "last")}
-    out |= {f"mean (layer {l})": {"pooling": "mean", "layer": l} for l in (num_layers // 4, num_layers // 2, 3 * num_layers // 4)}
+    depths = (num_layers // 4, num_layers // 2, 3 * num_layers // 4)
+    out |= {f"mean (layer {l})": {"pooling": "mean", "layer": l} for l in depths}
+    out |= {f"mean (layer {l}, final norm)": {"pooling": "mean", "first_layers": l} for l in depths}
     return out
+
+
+def claimed_variants() -> set[str]:
+    """The variants :data:`SURVEY_CLAIMS` compares (scored on every seed; the others on the first)."""
+    names = {name for a, b, *_ in SURVEY_CLAIMS for name in (a, b)}
+    return {name.split(" + instruction")[0] for name in names}
+
+
+def first_layers(model, n: int):
+    """``model`` cut after its first ``n`` decoder layers, sharing their weights, with the final norm
+    kept: its last hidden state is layer ``n``'s output put through the norm the model applies before
+    its head. ``hidden_states[n]`` of the whole model is that output *without* the norm (the residual
+    stream), so comparing it with the last layer's normalised state would test depth and the norm at
+    once; this compares depth alone."""
+    top = copy.copy(model)
+    top._modules = dict(model._modules)
+    stack = copy.copy(decoder(model))
+    stack._modules = dict(stack._modules)
+    stack.layers = torch.nn.ModuleList(list(decoder(model).layers)[:n])
+    setattr(top, model.base_model_prefix, stack)
+    return top
 
 
 def pooled_weights(tokenizer, text: str, pooling: str, max_length: int = 32) -> list[tuple[str, float]]:
@@ -49,9 +77,10 @@ def pooled_weights(tokenizer, text: str, pooling: str, max_length: int = 32) -> 
 
 
 def _instruction_encoders(embedders: dict[str, LLMEmbedder]) -> dict[str, Encoder]:
-    """Each instructed pooling two ways: pooled over the whole prompt, and over the query's own tokens."""
+    """Each instructed pooling (of those in ``embedders``) two ways: pooled over the whole prompt, and
+    over the query's own tokens."""
     out = {}
-    for p in INSTRUCTED:
+    for p in (p for p in INSTRUCTED if p in embedders):
         out[f"{p} + instruction, pooled over all"] = Encoder(embedders[p], query_prefix=QUERY_INSTRUCTION)
         out[f"{p} + instruction, pooled over the query"] = Encoder(InstructedEmbedder(embedders[p], QUERY_INSTRUCTION),
                                                                   query_prefix=QUERY_INSTRUCTION)
@@ -65,15 +94,22 @@ def run(profile_name: str, seeds: tuple[int, ...] | None = None) -> dict[str, pd
     seeds = tuple(seeds if seeds is not None else profile.seeds)
     with timer() as t:
         model, tok = load_causal_lm(profile.model)
-        embedders = {name: LLMEmbedder(model, tok, batch_size=profile.embed_batch_size, max_length=profile.max_length,
-                                       bf16=True, **kw) for name, kw in variants(model.config.num_hidden_layers).items()}
+        embedders = {}
+        for name, kw in variants(model.config.num_hidden_layers).items():
+            depth = kw.pop("first_layers", None)
+            embedders[name] = LLMEmbedder(model if depth is None else first_layers(model, depth), tok,
+                                          batch_size=profile.embed_batch_size, max_length=profile.max_length,
+                                          bf16=True, **kw)
         sts = evaluate_models(embedders, sts=[load_sts(name, profile.n_sts, seeds[0]) for name in STS_NAMES])
         tables: dict[str, list] = {"sts": sts.to_dict(orient="records")}
         for seed in seeds:
             retrieval = {d: load_domain(d, profile, seed).eval for d in DOMAINS}
-            for table, models in [("main", embedders), ("instruction", _instruction_encoders(embedders)),
-                                  ("similarity", {f"mean, {s}": Encoder(embedders["mean"], similarity=s)
-                                                  for s in ("cosine", "dot", "euclidean")})]:
+            scored = embedders if seed == seeds[0] else {k: v for k, v in embedders.items() if k in claimed_variants()}
+            similarity = {f"mean, {s}": Encoder(embedders["mean"], similarity=s) for s in ("cosine", "dot", "euclidean")}
+            for table, models in [("main", scored), ("instruction", _instruction_encoders(scored)),
+                                  ("similarity", similarity if seed == seeds[0] else {})]:
+                if not models:
+                    continue
                 scores = evaluate_models(models, retrieval, per_query=True).assign(seed=seed)
                 tables.setdefault(table, []).extend(_per_query_lists(scores, retrieval))
             if seed == seeds[0]:  # the geometry of the space: one corpus is enough to see it
