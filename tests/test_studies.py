@@ -512,7 +512,7 @@ def test_the_generation_drop_is_told_from_the_run_numbers():
                                        "seconds": 1.0, "final_loss": loss, "dev_curve": [], "loss_curve": []}
                                       for m, loss in [("LLM+GL", 1.25), ("LLM+IB-GL", 2.5)] for s in (0, 1, 2)]
     record["metrics"]["compression"] = [{"domain": "medical", "texts": "stage-1 inputs (GL questions)",
-                                         "median tokens (with BOS)": 10.0, "r": 8.0, "k": 7,
+                                         "median tokens": 10.0, "r": 8.0, "k": 7,
                                          "effective ratio n / k": 10 / 7}]
     story = generation_story(record)
     assert story.startswith("IB-GL's answers score -1.0 ROUGE-L points") and "reproduced against the 2-point" in story

@@ -120,14 +120,15 @@ def run_one(profile: Profile, domain: str, seed: int, show_progress: bool = Fals
 
 def compression_table(profile: Profile, domains, seed: int, ratio: float = RATIO) -> list[dict]:
     """How hard the fixed bottleneck squeezes the texts it reads. k is set by the nominal ``ratio`` and
-    the longest input L (k = ceil((L + 1) / r), BOS included); a text of n tokens is squeezed by n / k.
+    the longest input L (k = ceil((L + 1) / r): the formula keeps room for a BOS, which SmolLM2's
+    tokenizer does not add); a text of n tokens (its BOS counted where there is one) is squeezed by n / k.
     Stage-1 inputs are questions, mostly far shorter than L: the effective ratio there is the figure
     to compare with the paper's r."""
     from transformers import AutoTokenizer
 
     from ..data import load_domain
     from ..models import resolve_model_path
-    from ..pooling import token_ids
+    from ..pooling import bos_ids, token_ids
 
     tok = AutoTokenizer.from_pretrained(resolve_model_path(profile.model))
     k, length = configs(profile, seed, ratio)[1].pooling.k, max_length(profile)
@@ -137,8 +138,8 @@ def compression_table(profile: Profile, domains, seed: int, ratio: float = RATIO
         for what, texts in [("stage-1 inputs (GL questions)", [r.question for r in splits.gl]),
                             ("evaluation queries", list(splits.eval.queries.values())),
                             ("evaluation documents", list(splits.eval.corpus.values()))]:
-            n = np.median([1 + min(length, len(token_ids(tok, t))) for t in texts])
-            rows.append({"domain": domain, "texts": what, "median tokens (with BOS)": float(n), "r": ratio, "k": k,
+            n = np.median([len(bos_ids(tok)) + min(length, len(token_ids(tok, t))) for t in texts])
+            rows.append({"domain": domain, "texts": what, "median tokens": float(n), "r": ratio, "k": k,
                          "effective ratio n / k": float(n / k)})
     return rows
 
@@ -301,7 +302,7 @@ def generation_story(record: dict) -> str:
     return (f"IB-GL's answers score {rouge.ours:+.1f} ROUGE-L points [{rouge.ci_low:+.1f}, {rouge.ci_high:+.1f}] "
             f"against GL's ({rouge.verdict} against the {GENERATION_MARGIN:g}-point margin). Its stage-1 loss ended at "
             f"**{ib:.2f}** against GL's **{gl:.2f}** (mean of the last steps, over seeds): {harder}. A median "
-            f"question of {q['median tokens (with BOS)']:.0f} tokens is held by k = {q['k']:.0f} states (effective "
+            f"question of {q['median tokens']:.0f} tokens is held by k = {q['k']:.0f} states (effective "
             f"ratio {q['effective ratio n / k']:.1f}); whether more room would help is chapter 5b's ratio sweep.")
 
 
