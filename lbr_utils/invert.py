@@ -8,7 +8,7 @@ except the ones it has generated itself (teacher-forced during training).
 Two attacks need no decoder at all: a bag-of-words probe (a linear or small MLP map from the vector
 to the set of words in its text, Song & Raghunathan 2020) and nearest-neighbour inversion (the closest
 text of a public corpus the attacker embedded himself). They bound what a vector gives away before
-any generation, and a defence is judged against the strongest of the three.
+any generation. A defence is judged against every attack (four, with a probe refit on noised vectors).
 
 The defence is the simplest one a practitioner controls: Gaussian noise on the stored embeddings.
 """

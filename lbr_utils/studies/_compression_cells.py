@@ -21,7 +21,7 @@ RATIOS = (2.0, 4.0, 8.0, 16.0)
 CLAIM_RATIO = 8.0
 # Examples per task (fewer where the profile has fewer evaluation / dev queries). 100 QA dev examples:
 # one is then 1 point of exact match, the size of the convergence rule's threshold. Reconstruction's
-# ROUGE-L averages over a passage's tokens, so 50 passages give a curve as steady at half the cost
+# token accuracy averages over a passage's tokens, so 50 passages give a curve as steady at half the cost
 # (the dev curve's greedy decoding was about a quarter of a seed's time).
 N_TEST, N_DEV, N_DEV_RECONSTRUCT = 100, 100, 50
 REPEATS = 5  # timings per (passage length, reading)
