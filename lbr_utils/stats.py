@@ -406,7 +406,7 @@ def to_decide(row: Mapping[str, object]) -> str:
     this effect size", :func:`seeds_to_decide`); empty for any other verdict."""
     if row["verdict"] != "inconclusive" or not (n := seeds_to_decide(row)):
         return ""
-    return (f"; deciding it would take about {n} seeds at this effect size" if n <= 30 else
+    return (f"; deciding it would take about {n} seed{'s' * (n != 1)} at this effect size" if n <= 30 else
             f"; no feasible number of seeds would decide an effect this small (about {n})")
 
 
