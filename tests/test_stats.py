@@ -236,22 +236,41 @@ def test_a_claim_row_scales_its_ci_and_a_margin_makes_it_non_inferiority():
 
 
 def test_last_quarter_gain_and_late_models_by_hand():
-    """A run scored at steps 25/50/75/100 gains the slope of its second half (50-100) times 25 steps
-    over its last quarter; a run that flattened (seeds averaged) is not late, one still climbing is,
-    and so is one without a curve."""
+    """The gain is the last quarter's own: a line through its points, its start interpolated. A run
+    that rose and then stopped is flat (the half's line would credit its rise); one still climbing
+    is late, seeds averaged; one without a curve is late too."""
     from lbr_utils.stats import last_quarter_gain, late_models
 
-    climbing = [{"step": s, "dev NDCG@10": v} for s, v in [(25, 0.30), (50, 0.40), (75, 0.45), (100, 0.50)]]
-    flat = [{"step": s, "dev NDCG@10": v} for s, v in [(25, 0.30), (50, 0.49), (75, 0.50), (100, 0.495)]]
-    assert last_quarter_gain(climbing, 100) == (50, pytest.approx(50.0), pytest.approx(5.0))
-    assert last_quarter_gain(climbing, 50) == (25, pytest.approx(40.0), pytest.approx(5.0))  # a snapshot at 50
-    # a noisy last point: the two-point difference would say +9.5; the line through 50-100 says +0.25
-    assert last_quarter_gain(flat, 100)[2] == pytest.approx(0.25)
+    curve = lambda points: [{"step": s, "dev NDCG@10": v} for s, v in points]
+    climbing = curve([(25, 0.30), (50, 0.40), (75, 0.45), (100, 0.50)])
+    stopped = curve([(100, 0.764), (200, 0.811), (300, 0.857), (400, 0.856)])  # the LBR run of the docstring
+    assert last_quarter_gain(climbing, 100) == (75, pytest.approx(50.0), pytest.approx(5.0))
+    # a snapshot at 50: its quarter starts at 37.5, interpolated to 0.35 between steps 25 and 50
+    assert last_quarter_gain(climbing, 50) == (37.5, pytest.approx(40.0), pytest.approx(5.0))
+    assert last_quarter_gain(stopped, 400)[2] == pytest.approx(-0.1)
+    # three points in the quarter (75 interpolated to 0.60, then 0.61, 0.62): the fitted slope, 0.1 per 10 steps
+    dense = curve([(70, 0.60), (80, 0.60), (90, 0.61), (100, 0.62)])
+    assert last_quarter_gain(dense, 100)[2] == pytest.approx(100 * np.polyfit([75, 80, 90, 100], [0.60, 0.60, 0.61, 0.62], 1)[0] * 25)
     assert last_quarter_gain(climbing, 60) is None and last_quarter_gain(climbing[-1:], 100) is None
     training = pd.DataFrame([{"model": "A", "seed": s, "steps": 100, "dev_curve": climbing} for s in (0, 1)]
-                            + [{"model": "B", "seed": s, "steps": 100, "dev_curve": flat} for s in (0, 1)]
+                            + [{"model": "B", "seed": s, "steps": 400, "dev_curve": stopped} for s in (0, 1)]
                             + [{"model": "C", "seed": 0, "steps": 100, "dev_curve": []}])
     assert late_models(training) == {"A", "C"}  # C has no curve to show it flattened
+    # seeds averaged: +1.8 and -0.4 make +0.7, under the 1-point rule
+    noisy = [curve([(50, 0.5), (75, 0.50), (100, 0.518)]), curve([(50, 0.5), (75, 0.50), (100, 0.496)])]
+    assert late_models(pd.DataFrame([{"model": "D", "seed": s, "steps": 100, "dev_curve": c}
+                                     for s, c in enumerate(noisy)])) == set()
+
+
+def test_a_claim_at_a_fixed_budget_is_judged_and_names_the_arm_still_rising():
+    """A budget claim keeps its verdict and says which arm had not flattened; a method claim that
+    compares the same arm is not judged."""
+    from lbr_utils.stats import budget_claim, unconverged
+
+    row = {"claim": "A beats B", "verdict": "contradicted", "a": "A", "b": "B"}
+    assert budget_claim(row, {"B"}) == dict(row, **{"still rising": "B"})
+    assert budget_claim(row, {"C"})["still rising"] == "–"
+    assert unconverged(row, {"B"})["verdict"] == "not judged: B not converged"
 
 
 def test_seeds_to_decide_reads_a_non_inferiority_claim_against_its_margin():
@@ -275,3 +294,6 @@ def test_what_this_shows_states_each_claims_number_in_its_own_unit():
     assert verdict_lines(table) == [
         "- **reproduced**: A beats B (medical): +2.0 NDCG@10 points [+0.5, +3.5].",
         "- **contradicted**: A is faster: -4.0% of the time [-6.0, -2.0]."]
+    rising = table.assign(**{"still rising": ["B", "–"]})  # a budget claim says which arm had not flattened
+    assert verdict_lines(rising)[0] == "- **reproduced**: A beats B (medical): +2.0 NDCG@10 points [+0.5, +3.5] (B still rising at this budget)."
+    assert verdict_lines(rising)[1] == verdict_lines(table)[1]

@@ -37,8 +37,8 @@ STEPS_FACTOR = 2
 
 def chapter_recipe(profile, seed: int) -> ContrastiveConfig:
     """The base recipe as this chapter trains it: chapter 5's stage-2 recipe for ``STEPS_FACTOR`` times
-    its steps, with the dev set scored eight times a run (a trend through the second half's points
-    judges convergence; more points make it less noisy)."""
+    its steps, with the dev set scored eight times a run (a line through the last quarter's three
+    points judges convergence; more points make it less noisy)."""
     base = base_recipe(profile, seed)
     steps = STEPS_FACTOR * base.steps
     return replace(base, steps=steps, warmup_steps=max(1, steps // 10), eval_every=max(1, steps // 8))
