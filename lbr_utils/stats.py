@@ -338,50 +338,72 @@ def seeds_to_decide(row: Mapping[str, object]) -> int | None:
 
 
 FLAT_GAIN = 1.0  # the study's convergence rule: a run has flattened once its last quarter gains less (dev points)
+PER_QUERY = "dev per query"  # a dev point's per-query scores, where the trainer stores them
 
 
-def last_quarter_gain(curve: Sequence[Mapping], end: int, key: str = "dev NDCG@10") -> tuple[float, float, float] | None:
-    """How much a run gained on dev over the last quarter of its first ``end`` steps: (the step where
-    that quarter starts, the score at ``end``, the gain), scores x100. The gain is read off a
-    least-squares line through the quarter's dev points, its start interpolated between the points
-    around it; with two points that is the plain difference. Only the quarter itself counts: a line
-    through the whole second half would credit a curve that rose and then stopped with its earlier
-    rise (one LBR run scored 81.1, 85.7, 85.6 at steps 200, 300, 400: the half's line says +2.2, its
-    last quarter -0.1), and training curves are that shape. The price is noise: one run's 100-query
-    dev score moves about a point between evaluations, so the study averages the gain over seeds
-    (:func:`late_groups`). None when the curve has no point at ``end`` or none at or before the
-    quarter's start. A gain below ``FLAT_GAIN`` means the run had flattened."""
-    points = sorted((int(p["step"]), float(p[key])) for p in curve if int(p["step"]) <= end)
+def quarter_gains(curve: Sequence[Mapping], end: int, key: str = "dev NDCG@10") -> tuple[float, float, np.ndarray] | None:
+    """What a run gained on dev over the last quarter of its first ``end`` steps: (the step where that
+    quarter starts, the score at ``end``, the gains), scores x100. The gains are per dev query (the
+    score at ``end`` minus the score at the quarter's start, interpolated between the dev points
+    around it) where the curve stores per-query scores, else the one gain of the mean score.
+
+    Only the quarter itself counts: a line through the whole second half would credit a curve that
+    rose and then stopped with its earlier rise (one LBR run scored 81.1, 85.7, 85.6 at steps 200,
+    300, 400: the half's line says +2.2, its last quarter -0.1), and training curves are that shape.
+    The price is noise, which the per-query gains let :func:`late_groups` measure. None when the
+    curve has no point at ``end`` or none at or before the quarter's start."""
+    points = sorted((int(p["step"]), p) for p in curve if int(p["step"]) <= end)
     start = 0.75 * end
     before = [p for p in points if p[0] <= start]
     if not points or points[-1][0] != end or not before:
         return None
-    (s0, v0), (s1, v1) = before[-1], next(p for p in points if p[0] > before[-1][0])
-    window = [(start, v0 + (v1 - v0) * (start - s0) / (s1 - s0))] + [p for p in points if p[0] > start]
-    steps, scores = np.array(window, dtype=float).T
-    slope = np.polyfit(steps, scores, 1)[0]
-    return start, 100 * points[-1][1], 100 * slope * end / 4
+    (s0, p0), (s1, p1) = before[-1], next(p for p in points if p[0] > before[-1][0])
+    scores = lambda p: np.asarray(p.get(PER_QUERY) or [p[key]], dtype=float)
+    w = (start - s0) / (s1 - s0)
+    at_start = (1 - w) * scores(p0) + w * scores(p1)
+    return start, 100 * float(points[-1][1][key]), 100 * (scores(points[-1][1]) - at_start)
 
 
-def late_groups(gains: pd.DataFrame, by: Sequence[str], column: str = "gain") -> set:
-    """The groups (keys of ``by``) whose runs gain ``FLAT_GAIN`` dev points or more over their last
-    quarter, averaged over seeds (one run's 100-query dev score moves a point or two from noise
-    alone): claims about them are not judged. The one convergence rule every chapter applies."""
-    if gains.empty:
-        return set()
-    mean = gains.groupby(list(by))[column].mean()
-    return {key for key, gain in mean.items() if gain >= FLAT_GAIN}
+def last_quarter_gain(curve: Sequence[Mapping], end: int, key: str = "dev NDCG@10") -> tuple[float, float, float] | None:
+    """:func:`quarter_gains` with the gains averaged: (quarter start, score at ``end``, mean gain), x100."""
+    found = quarter_gains(curve, end, key)
+    return None if found is None else (found[0], found[1], float(found[2].mean()))
+
+
+def quarter_gain_table(runs: pd.DataFrame, by: Sequence[str], column: str = "gains") -> pd.DataFrame:
+    """Per group (keys of ``by``) of runs, one per seed (``seed`` column), each with its last-quarter
+    gains (:func:`quarter_gains`; None for a run whose curve cannot show its last quarter): the mean
+    gain with its 95% CI (:func:`hierarchical_bootstrap`: seeds, then dev queries), whether it has
+    flattened (mean below ``FLAT_GAIN``) and whether it is *far from convergence*: the CI lies at or
+    above ``FLAT_GAIN`` (the run was surely still climbing by a point or more), or there is no curve
+    to tell (no evidence is no convergence)."""
+    rows = []
+    for key, group in runs.groupby(list(by)):
+        gains = {r["seed"]: r[column] for r in group.to_dict(orient="records")}
+        found = None if any(g is None for g in gains.values()) else hierarchical_bootstrap(gains)
+        mean, low, high = (found.mean, found.low, found.high) if found else (float("inf"),) * 3
+        rows.append({**dict(zip(by, key if isinstance(key, tuple) else (key,))), "gain": mean, "gain CI low": low,
+                     "gain CI high": high, "flattened": mean < FLAT_GAIN, "far from convergence": low >= FLAT_GAIN})
+    return pd.DataFrame(rows)
+
+
+def late_groups(runs: pd.DataFrame, by: Sequence[str], column: str = "gains") -> set:
+    """The groups far from convergence (:func:`quarter_gain_table`): claims about them are not judged.
+    The one convergence rule every chapter applies. Why the CI and not the mean alone: one run's
+    two-point gain on 100 dev queries has a standard error of 1-2 points, the size of the threshold,
+    so the mean alone would let noise decide which claims are judged."""
+    table = quarter_gain_table(runs, by, column)
+    far = table[table["far from convergence"]] if not table.empty else table
+    return {row[by[0]] if len(by) == 1 else tuple(row[k] for k in by) for row in far.to_dict(orient="records")}
 
 
 def late_models(training: pd.DataFrame, by: Sequence[str] = ("model",), key: str = "dev NDCG@10") -> set:
-    """:func:`late_groups` of a chapter's training rows (a ``dev_curve`` and ``steps`` per run, the
-    curve's score under ``key``). A run whose curve cannot show its last quarter counts as late (no
-    evidence is no convergence)."""
-    gains = []
-    for row in training.to_dict(orient="records"):
-        found = last_quarter_gain(row.get("dev_curve") or [], int(row["steps"]), key=key)
-        gains.append({**{k: row[k] for k in by}, "gain": float("inf") if found is None else found[2]})
-    return late_groups(pd.DataFrame(gains), by)
+    """:func:`late_groups` of a chapter's training rows (a ``dev_curve``, ``steps`` and ``seed`` per run,
+    the curve's score under ``key``)."""
+    runs = [{**{k: row[k] for k in by}, "seed": row["seed"],
+             "gains": None if (found := quarter_gains(row.get("dev_curve") or [], int(row["steps"]), key)) is None
+             else found[2]} for row in training.to_dict(orient="records")]
+    return late_groups(pd.DataFrame(runs), by)
 
 
 def verdict_counts(families: Mapping[str, pd.DataFrame]) -> str:
@@ -425,15 +447,6 @@ def unconverged(row: dict, arms: set[str]) -> dict:
     ``a`` and ``b``."""
     late = [arm for arm in (row.get("arms") or (row.get("a"), row.get("b"))) if arm in arms]
     return dict(row, verdict=f"not judged: {', '.join(late)} not converged") if late else row
-
-
-def budget_claim(row: dict, late: set[str]) -> dict:
-    """``row`` of a claim that fixes the training budget by design (equal optimizer steps): it is judged
-    at that budget whether or not its arms have flattened, because what the budget buys is the claim;
-    the arms in ``late`` (still rising on dev) are named in a ``still rising`` column beside the
-    verdict. A claim about methods, where under-training would confound, uses :func:`unconverged`."""
-    arms = row.get("arms") or (row.get("a"), row.get("b"))
-    return dict(row, **{"still rising": ", ".join(arm for arm in arms if arm in late) or "–"})
 
 
 def claim_family(rows: Sequence[dict], alpha: float = 0.05) -> pd.DataFrame:

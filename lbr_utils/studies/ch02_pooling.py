@@ -2,66 +2,34 @@
 
 Every variant reuses one loaded model; only the input format, the pooled tokens, the layer and the
 attention mask change. Each variant is scored by the same harness as the baselines, per query, on
-the evaluation split of the first seed; the variants a claim compares are scored on every seed (no
-training here: a seed only draws another evaluation set, so the confidence intervals carry the noise
-of which queries were asked). Scoring all of them on three seeds would take about three hours on two
-cores, twice a notebook's budget, for rows that only describe.
+the evaluation split of the run's first seed; the variants a claim compares are scored on every
+seed (no training here: a seed only draws another evaluation set, so the confidence intervals carry
+the noise of which queries were asked). Scoring all of them on three seeds would take about three
+hours on two cores, for rows that only describe. Every (seed, reading) is a cached cell
+(``_pooling_cells``), so a run can take one seed at a time and resumes where it stopped.
 """
 
 from __future__ import annotations
 
-import copy
-
 import pandas as pd
 import torch
 
-from ..data import DOMAINS, STS_NAMES, load_domain, load_sts
-from ..embedders import LLMEmbedder
-from ..evaluate import Encoder, evaluate_models
-from ..geometry import anisotropy, center, top1_agreement
-from ..instruct import InstructedEmbedder
-from ..models import decoder, load_causal_lm
 from ..pooling import POOL_FNS, build_inputs, get_pooling
 from ..profiles import get_profile
 from ..results import load_tables, save_results, timer
 from ..stats import claim_family, display_claims, judged_claim, per_query_differences
+from ._pooling_cells import (QUERY_INSTRUCTION, SIMILARITIES, Readings, agreement, geometry, instruction_names, scored,
+                             sts)
+from ._pooling_cells import first_layers, variants  # noqa: F401  (the chapter's names: its notebook and tests read them)
 
 NAME = __name__.rpartition(".")[2]
 TITLE = "LLMs as embedders (chapter 2)"
-QUERY_INSTRUCTION = "Instruct: Given a name or a question, retrieve the passage that answers it\nQuery: "
-INSTRUCTED = ("mean", "last", "weighted_mean")
-
-
-def variants(num_layers: int) -> dict[str, dict]:
-    """Variant name -> LLMEmbedder keyword arguments; ``first_layers`` (a layer count) reads the last
-    state of the model cut after that layer, through the final norm (:func:`first_layers`)."""
-    out = {name: {"pooling": name} for name in ("first", "mean", "last", "weighted_mean", "prompteol", "echo")}
-    out |= {f"{p} (bidirectional)": {"pooling": p, "causal": False} for p in ("mean", "last")}
-    depths = (num_layers // 4, num_layers // 2, 3 * num_layers // 4)
-    out |= {f"mean (layer {l})": {"pooling": "mean", "layer": l} for l in depths}
-    out |= {f"mean (layer {l}, final norm)": {"pooling": "mean", "first_layers": l} for l in depths}
-    return out
 
 
 def claimed_variants() -> set[str]:
     """The variants :data:`SURVEY_CLAIMS` compares (scored on every seed; the others on the first)."""
     names = {name for a, b, *_ in SURVEY_CLAIMS for name in (a, b)}
     return {name.split(" + instruction")[0] for name in names}
-
-
-def first_layers(model, n: int):
-    """``model`` cut after its first ``n`` decoder layers, sharing their weights, with the final norm
-    kept: its last hidden state is layer ``n``'s output put through the norm the model applies before
-    its head. ``hidden_states[n]`` of the whole model is that output *without* the norm (the residual
-    stream), so comparing it with the last layer's normalised state would test depth and the norm at
-    once; this compares depth alone."""
-    top = copy.copy(model)
-    top._modules = dict(model._modules)
-    stack = copy.copy(decoder(model))
-    stack._modules = dict(stack._modules)
-    stack.layers = torch.nn.ModuleList(list(decoder(model).layers)[:n])
-    setattr(top, model.base_model_prefix, stack)
-    return top
 
 
 def pooled_weights(tokenizer, text: str, pooling: str, max_length: int = 32) -> list[tuple[str, float]]:
@@ -76,66 +44,32 @@ def pooled_weights(tokenizer, text: str, pooling: str, max_length: int = 32) -> 
     return list(zip(tokenizer.convert_ids_to_tokens(batch["input_ids"][0]), weights.tolist()))
 
 
-def _instruction_encoders(embedders: dict[str, LLMEmbedder]) -> dict[str, Encoder]:
-    """Each instructed pooling (of those in ``embedders``) two ways: pooled over the whole prompt, and
-    over the query's own tokens."""
-    out = {}
-    for p in (p for p in INSTRUCTED if p in embedders):
-        out[f"{p} + instruction, pooled over all"] = Encoder(embedders[p], query_prefix=QUERY_INSTRUCTION)
-        out[f"{p} + instruction, pooled over the query"] = Encoder(InstructedEmbedder(embedders[p], QUERY_INSTRUCTION),
-                                                                  query_prefix=QUERY_INSTRUCTION)
-    return out
-
-
 def run(profile_name: str, seeds: tuple[int, ...] | None = None) -> dict[str, pd.DataFrame]:
-    """Score every variant on every task (retrieval per query and per seed; STS once, it has no
-    split), plus the instruction, similarity and geometry studies."""
+    """Score every variant on the first of ``seeds`` and the claimed ones on every seed
+    (retrieval per query; the instruction and similarity studies; STS and the geometry of the space on
+    the first seed, which needs no more), from the cell cache where it can."""
     profile = get_profile(profile_name)
     seeds = tuple(seeds if seeds is not None else profile.seeds)
     with timer() as t:
-        model, tok = load_causal_lm(profile.model)
-        embedders = {}
-        for name, kw in variants(model.config.num_hidden_layers).items():
-            depth = kw.pop("first_layers", None)
-            embedders[name] = LLMEmbedder(model if depth is None else first_layers(model, depth), tok,
-                                          batch_size=profile.embed_batch_size, max_length=profile.max_length,
-                                          bf16=True, **kw)
-        sts = evaluate_models(embedders, sts=[load_sts(name, profile.n_sts, seeds[0]) for name in STS_NAMES])
-        tables: dict[str, list] = {"sts": sts.to_dict(orient="records")}
+        readings = Readings(profile)
+        tables: dict[str, list] = {}
         for seed in seeds:
-            retrieval = {d: load_domain(d, profile, seed).eval for d in DOMAINS}
-            scored = embedders if seed == seeds[0] else {k: v for k, v in embedders.items() if k in claimed_variants()}
-            similarity = {f"mean, {s}": Encoder(embedders["mean"], similarity=s) for s in ("cosine", "dot", "euclidean")}
-            for table, models in [("main", scored), ("instruction", _instruction_encoders(scored)),
-                                  ("similarity", similarity if seed == seeds[0] else {})]:
-                if not models:
-                    continue
-                scores = evaluate_models(models, retrieval, per_query=True).assign(seed=seed)
-                tables.setdefault(table, []).extend(_per_query_lists(scores, retrieval))
-            if seed == seeds[0]:  # the geometry of the space: one corpus is enough to see it
-                corpus = [text for r in retrieval.values() for text in r.corpus.values()]
-                tables["geometry"] = [{"variant": name, "anisotropy": anisotropy(e.embed(corpus), seed=seed),
-                                       "anisotropy (centred)": anisotropy(center(e.embed(corpus)), seed=seed)}
-                                      for name, e in embedders.items()]
-                tables["agreement"] = [{"domain": d, **top1_agreement(embedders["mean"].embed(list(r.queries.values())),
-                                                                      embedders["mean"].embed(list(r.corpus.values())))}
-                                       for d, r in retrieval.items()]
-    config = {"profile": profile.to_dict(), "variants": variants(model.config.num_hidden_layers),
+            first = seed == seeds[0]
+            names = [n for n in readings.variants if first or n in claimed_variants()]
+            work = [("main", names), ("instruction", instruction_names(names)),
+                    ("similarity", [f"mean, {s}" for s in SIMILARITIES] if first else [])]
+            for table, models in work:
+                for name in models:
+                    tables.setdefault(table, []).extend(scored(readings, seed, table, name))
+            if first:  # the geometry of the space and STS: one seed's texts are enough to see them
+                for name in names:
+                    tables.setdefault("sts", []).extend(sts(readings, seed, name))
+                    tables.setdefault("geometry", []).extend(geometry(readings, seed, name))
+                tables["agreement"] = agreement(readings, seed)
+    config = {"profile": profile.to_dict(), "variants": readings.variants,
               "query_instruction": QUERY_INSTRUCTION, "bf16_autocast": True}
     save_results(NAME, profile_name, tables, config, list(seeds), t["seconds"])
     return {k: pd.DataFrame(v) for k, v in tables.items()}
-
-
-def _per_query_lists(scores: pd.DataFrame, retrieval: dict) -> list[dict]:
-    """Rows of an ``evaluate_models(per_query=True)`` table with the per-query dict turned into a list
-    in the evaluation set's query order (so two models of one seed pair query by query)."""
-    rows = scores.to_dict(orient="records")
-    for row in rows:
-        if isinstance(row.get("per_query"), dict):
-            row["per_query"] = [row["per_query"][q] for q in retrieval[row["task"]].qrels]
-        else:
-            row.pop("per_query", None)
-    return rows
 
 
 SURVEY_CLAIMS = [  # (A, B, the claim, the sign of A - B it predicts, table, its source)

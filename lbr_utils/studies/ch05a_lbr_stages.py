@@ -18,8 +18,9 @@ from tqdm.auto import tqdm
 from ..lbr import RATIO, ContrastiveConfig, GenerativeConfig, configs, max_length
 from ..profiles import Profile, get_profile, lbr_profile
 from ..results import load_tables, paper_numbers, save_results, timer
-from ..stats import (FLAT_GAIN, budget_claim, claim_family, display_claims, fmt, judged_claim, last_quarter_gain, late_groups,
-                     mean_std, per_query_differences, spearman, to_decide, unconverged, verdict_counts, verdict_lines)
+from ..stats import (FLAT_GAIN, claim_family, display_claims, fmt, judged_claim, late_groups, mean_std,
+                     per_query_differences, quarter_gain_table, quarter_gains, spearman, to_decide, unconverged, verdict_counts,
+                     verdict_lines)
 from ._lbr_cells import BASELINES, collect, run_baseline, run_cell, scale_line
 
 NAME = __name__.rpartition(".")[2]
@@ -32,6 +33,7 @@ EQUAL = " @ equal steps"  # a CL-only run as many optimizer steps long as LBR's 
 DATA_MATCHED = "LLM+CL (GL+CL pairs)"  # CL alone on every labelled pair LBR's two stages see
 # The CL-only LLM arms whose readout training can shape, at equal steps: the headline's competitors.
 CL_ONLY = ("LLM+CL" + EQUAL, "LLM+CL (last token)" + EQUAL, DATA_MATCHED + EQUAL)
+SNAPSHOTTED = ("LLM+CL", "LLM+CL (last token)")  # CL-only runs also scored at the paper's budget (:func:`arms`)
 TABLE3 = ["LLM", "LLM+GL", "LLM+IB-GL", "LLM+CL", "LLM+GL+CL", LBR]
 READOUTS = ["LLM", "LLM (last token)", "LLM (mean)", "LLM+GL", "LLM+GL (last token)", "LLM+GL (mean)", "LLM+IB-GL"]
 MAIN = [LBR, *CL_ONLY, "LLM+CL (mean)", *BASELINES, *(f"{b} (256 tokens)" for b in BASELINES[1:])]
@@ -220,10 +222,7 @@ def equal_compute_claims(retrieval: pd.DataFrame, training: pd.DataFrame, steps:
     """LBR against the alternatives, per domain, as two Holm families. The headline family: every
     CL-only LLM arm trained with as many optimizer steps (``steps``) as LBR's two stages, the best on
     dev first (:func:`best_on_dev`). The practical family: mean pooling (the naive reference, at the
-    paper's budget), BM25, and MiniLM as is and fine-tuned on the same pairs. Every claim but mean
-    pooling's fixes the budget (LBR's two stages), so it is judged at that budget and an arm still
-    rising there is named (:func:`lbr_utils.stats.budget_claim`); mean pooling's, at the paper's
-    protocol, needs both arms flattened."""
+    paper's budget), BM25, and MiniLM as is and fine-tuned on the same pairs."""
     families: dict[str, list] = {HEADLINE: [], PRACTICAL: []}
     for domain in sorted(retrieval.domain.unique()):
         scores = retrieval[retrieval.domain == domain]
@@ -236,8 +235,7 @@ def equal_compute_claims(retrieval: pd.DataFrame, training: pd.DataFrame, steps:
                                                "LLM+CL (mean)": " (the paper's budget)"}.get(other, "")
                 row = judged_claim(text, per_query_differences(scores, LBR, other, column="arm"), +1,
                                    domain=domain, a=LBR, b=other)
-                gate = unconverged if other == "LLM+CL (mean)" else budget_claim  # only it is at the paper's budget
-                families[family].append(gate(row, {arm for d, arm in late if d == domain}))
+                families[family].append(unconverged(row, {arm for d, arm in late if d == domain}))
     return {title: claim_family(rows) for title, rows in families.items()}
 
 
@@ -262,31 +260,46 @@ def generation_claims(generation: pd.DataFrame) -> pd.DataFrame:
 
 
 def convergence(training: pd.DataFrame, snapshot_steps: int) -> pd.DataFrame:
-    """Every stage-2 run's dev NDCG@10 gain (x100) over the last quarter of its steps, read off a line
-    through that quarter's dev points (:func:`lbr_utils.stats.last_quarter_gain`). A run whose gain
-    is below ``FLAT_GAIN`` has flattened. A CL-only LLM run longer than the snapshot is also judged at it (the paper-protocol
-    model it serves as; its learning rate is flat, so that model is a finished shorter run). A run whose
-    curve cannot show its last quarter gets an infinite gain: no evidence is no convergence."""
+    """Every stage-2 run's dev NDCG@10 gain (x100) over the last quarter of its steps
+    (:func:`lbr_utils.stats.quarter_gains`: its mean, and the per-query gains that
+    :func:`late_arms` judges with). A run whose mean gain is below ``FLAT_GAIN`` has flattened. The
+    CL-only runs scored at the paper's budget too (:data:`SNAPSHOTTED`) are also judged at it (the
+    paper-protocol model each serves as; its learning rate is flat, so that model is a finished
+    shorter run). A run whose curve cannot show its last quarter gets no gains: no evidence is no
+    convergence."""
     rows = []
     for r in training[training.stage == 2].itertuples():
-        ends = {r.steps, snapshot_steps} if r.model.startswith("LLM+CL") else {r.steps}
+        ends = {r.steps} | ({snapshot_steps} if r.model in SNAPSHOTTED and snapshot_steps else set())
         for end in sorted(ends):
-            start, final, gain = last_quarter_gain(r.dev_curve, end) or (NAN, NAN, float("inf"))
+            start, final, gains = quarter_gains(r.dev_curve, end) or (NAN, NAN, None)
+            gain = float("inf") if gains is None else float(gains.mean())
             rows.append({"model": r.model, "domain": r.domain, "seed": r.seed, "steps": end, "from step": start,
-                         "dev NDCG@10 (x100)": final, "last-quarter gain": gain, "flattened": gain < FLAT_GAIN})
+                         "dev NDCG@10 (x100)": final, "last-quarter gain": gain, "flattened": gain < FLAT_GAIN,
+                         "gains": gains})
     return pd.DataFrame(rows)
 
 
+def convergence_summary(conv: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """What a chapter shows of :func:`convergence`: per group (e.g. domain, model, steps), the dev
+    NDCG@10 reached (mean over seeds), the mean last-quarter gain with its 95% CI, and the two
+    readings of it (:func:`lbr_utils.stats.quarter_gain_table`)."""
+    out = conv.groupby(by)["dev NDCG@10 (x100)"].mean().round(1).reset_index().merge(quarter_gain_table(conv, by), on=by)
+    out["last-quarter gain [95% CI]"] = [
+        "no curve" if np.isinf(r["gain"]) else f"{r['gain']:+.1f} [{r['gain CI low']:+.1f}, {r['gain CI high']:+.1f}]"
+        for r in out.to_dict(orient="records")]
+    return out.set_index(by)[["dev NDCG@10 (x100)", "last-quarter gain [95% CI]", "flattened", "far from convergence"]]
+
+
 def late_arms(training: pd.DataFrame, config: dict) -> set[tuple[str, str]]:
-    """(domain, arm) pairs not trained to convergence (:func:`lbr_utils.stats.late_groups`): a claim
-    about methods that compares one is not judged; a claim at a fixed budget names it."""
+    """(domain, arm) pairs far from convergence (:func:`lbr_utils.stats.late_groups`): no claim about
+    them is judged."""
     stage2, total = config["stage2"]["steps"], config["stage1"]["steps"] + config["stage2"]["steps"]
     conv = convergence(training, stage2)
     if conv.empty:
         return set()
     conv = conv.assign(arm=conv.model.where(~(conv.model.str.startswith("LLM+CL") & (conv.steps == total)),
                                             conv.model + EQUAL))
-    return late_groups(conv, ("domain", "arm"), "last-quarter gain")
+    return late_groups(conv, ("domain", "arm"))
 
 
 def generation_story(record: dict) -> str:
