@@ -378,13 +378,13 @@ def quarter_gain_table(runs: pd.DataFrame, by: Sequence[str], column: str = "gai
     above ``FLAT_GAIN`` (the run was surely still climbing by a point or more), or there is no curve
     to tell (no evidence is no convergence)."""
     rows = []
-    for key, group in runs.groupby(list(by)):
+    for key, group in (runs.groupby(list(by)) if not runs.empty else []):
         gains = {r["seed"]: r[column] for r in group.to_dict(orient="records")}
         found = None if any(g is None for g in gains.values()) else hierarchical_bootstrap(gains)
         mean, low, high = (found.mean, found.low, found.high) if found else (float("inf"),) * 3
         rows.append({**dict(zip(by, key if isinstance(key, tuple) else (key,))), "gain": mean, "gain CI low": low,
                      "gain CI high": high, "flattened": mean < FLAT_GAIN, "far from convergence": low >= FLAT_GAIN})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=[*by, "gain", "gain CI low", "gain CI high", "flattened", "far from convergence"])
 
 
 def late_groups(runs: pd.DataFrame, by: Sequence[str], column: str = "gains") -> set:
@@ -393,7 +393,7 @@ def late_groups(runs: pd.DataFrame, by: Sequence[str], column: str = "gains") ->
     two-point gain on 100 dev queries has a standard error of 1-2 points, the size of the threshold,
     so the mean alone would let noise decide which claims are judged."""
     table = quarter_gain_table(runs, by, column)
-    far = table[table["far from convergence"]] if not table.empty else table
+    far = table[table["far from convergence"]]
     return {row[by[0]] if len(by) == 1 else tuple(row[k] for k in by) for row in far.to_dict(orient="records")}
 
 

@@ -258,6 +258,7 @@ def test_last_quarter_gain_and_late_models_by_hand():
                             + [{"model": "B", "seed": s, "steps": 400, "dev_curve": stopped} for s in (0, 1)]
                             + [{"model": "C", "seed": 0, "steps": 100, "dev_curve": []}])
     assert late_models(training) == {"A", "C"}  # C has no curve to show it flattened
+    assert late_models(training.iloc[:0]) == set()  # a part with no stage-2 runs (chapter 5b's ratio sweep)
     # 100 dev queries whose gains average +1.5 with a spread of 10 points: not flat, but not surely
     # climbing by a point either (the CI holds 1), so its claims are judged
     rng = np.random.default_rng(0)

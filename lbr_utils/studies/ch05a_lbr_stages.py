@@ -276,7 +276,8 @@ def convergence(training: pd.DataFrame, snapshot_steps: int) -> pd.DataFrame:
             rows.append({"model": r.model, "domain": r.domain, "seed": r.seed, "steps": end, "from step": start,
                          "dev NDCG@10 (x100)": final, "last-quarter gain": gain, "flattened": gain < FLAT_GAIN,
                          "gains": gains})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["model", "domain", "seed", "steps", "from step", "dev NDCG@10 (x100)",
+                                       "last-quarter gain", "flattened", "gains"])
 
 
 def convergence_summary(conv: pd.DataFrame, by: list[str]) -> pd.DataFrame:
