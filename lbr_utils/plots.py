@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -179,6 +181,9 @@ def learning_curves(training: pd.DataFrame, domains: list[str], models: list[str
     return fig
 
 
+LABEL_WIDTH = 55  # characters per line of a claim's label in a forest plot
+
+
 def claim_forest(table: pd.DataFrame, title: str, ax=None, unit: str = "difference (x100)"):
     """A claim family as a forest plot: each claim's mean difference with its 95% CI (a line), the
     paper's difference (a cross) where it has one, and 0 (no effect) marked. A CI that crosses 0 is
@@ -186,10 +191,12 @@ def claim_forest(table: pd.DataFrame, title: str, ax=None, unit: str = "differen
     below 0); a claim the convergence gate left out is dashed and hollow (its
     interval is shown, not judged). The legend names only the verdicts drawn."""
 
-    labels = [(f"{r.claim} ({r.domain})" if "domain" in table and isinstance(r.domain, str) else r.claim)
-              + (" [claims < 0]" if getattr(r, "expected_sign", 1) == -1 else "") for r in table.itertuples()]
+    labels = [textwrap.fill((f"{r.claim} ({r.domain})" if "domain" in table and isinstance(r.domain, str) else r.claim)
+                            + (" [claims < 0]" if getattr(r, "expected_sign", 1) == -1 else ""), LABEL_WIDTH)
+              for r in table.itertuples()]  # wrapped: one long label would shrink the whole figure on the page
     if ax is None:
-        _, ax = plt.subplots(figsize=(8, 0.45 * len(table) + 1.2))
+        lines = sum(label.count("\n") + 1 for label in labels)
+        _, ax = plt.subplots(figsize=(9, 0.2 * lines + 0.25 * len(table) + 1.2))
     looks = {v: (c, "-", c) for v, c in VERDICT_COLOURS.items()} | {NOT_JUDGED: ("0.6", "--", "white")}
     kind = lambda verdict: NOT_JUDGED if str(verdict).startswith(NOT_JUDGED) else verdict
     y = np.arange(len(table))[::-1]
@@ -205,7 +212,7 @@ def claim_forest(table: pd.DataFrame, title: str, ax=None, unit: str = "differen
         ax.plot([], [], "x", color="k", label="the paper")
     for verdict in dict.fromkeys(kind(v) for v in table.verdict):
         colour, ls, _ = looks.get(verdict, ("0.5", "-", "0.5"))
-        text = "not judged (an arm still climbing)" if verdict == NOT_JUDGED else verdict
+        text = "not judged (an arm far from convergence)" if verdict == NOT_JUDGED else verdict
         ax.plot([], [], color=colour, ls=ls, lw=2.5, label=f"ours, 95% CI: {text}")
     return style(ax, unit, None, title, legend_size=7)
 

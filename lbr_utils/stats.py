@@ -412,7 +412,7 @@ def verdict_counts(families: Mapping[str, pd.DataFrame]) -> str:
     verdicts = pd.concat(families.values()).verdict.value_counts()
     parts = [f"{verdicts.get(v, 0)} {v}" for v in ("reproduced", "contradicted", "inconclusive")]
     if left := int(verdicts[[v for v in verdicts.index if v.startswith("not judged")]].sum()):
-        parts.append(f"{left} not judged (an arm not trained to convergence)")
+        parts.append(f"{left} not judged (an arm far from convergence)")
     return f"{int(verdicts.sum())} claims: " + ", ".join(parts)
 
 
@@ -425,9 +425,7 @@ def verdict_lines(table: pd.DataFrame, unit: str = " NDCG@10 points") -> list[st
         where = "".join(f" ({r[k]})" for k in ("domain", "embedder") if isinstance(r.get(k), str))
         own = r["unit"] if isinstance(r.get("unit"), str) else unit
         numbers = "" if pd.isna(r["ours"]) else f": {r['ours']:+.1f}{own} [{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]"
-        rising = r.get("still rising")
-        rising = f" ({rising} still rising at this budget)" if isinstance(rising, str) and rising != "–" else ""
-        lines.append(f"- **{r['verdict']}**: {r['claim']}{where}{numbers}{rising}{to_decide(r)}.")
+        lines.append(f"- **{r['verdict']}**: {r['claim']}{where}{numbers}{to_decide(r)}.")
     return lines
 
 
@@ -451,7 +449,7 @@ def unconverged(row: dict, arms: set[str]) -> dict:
 
 def claim_family(rows: Sequence[dict], alpha: float = 0.05) -> pd.DataFrame:
     """A table's claims judged as one family (Holm, :func:`holm_verdicts`); rows that were not judged
-    (no differences, or arms not trained to convergence) keep their verdict and take no part in it."""
+    (no differences, or arms far from convergence) keep their verdict and take no part in it."""
     judged = [i for i, r in enumerate(rows) if r["verdict"] in VERDICTS]
     out = [dict(r, p_holm=float("nan")) for r in rows]
     for i, r in zip(judged, holm_verdicts([rows[i] for i in judged], alpha)):
@@ -471,7 +469,7 @@ def display_claims(table: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
     labels = [c for c in table.columns if c not in {"claim", "ours", "ci_low", "ci_high", "paper", "paper_in_ci", "p",
                                                      "p_holm", "verdict", "seeds", "a", "b", "arms", "margin",
                                                      "expected_sign"}]
-    return pd.DataFrame({**{c: table[c].fillna("–") for c in labels}, "claim": table["claim"],
+    return pd.DataFrame({**{c: table[c] for c in labels}, "claim": table["claim"],
                          "ours [95% CI]": table.apply(interval, axis=1),
                          "paper": table["paper"].map(lambda v: "–" if v is None or pd.isna(v) else f"{v:+.{digits}f}"),
                          "paper in CI": table["paper_in_ci"].map({True: "yes", False: "no"}).fillna("–"),

@@ -69,4 +69,4 @@ def test_a_claim_left_out_by_the_convergence_gate_is_not_drawn_as_a_verdict():
     assert [line.get_linestyle() for line in intervals] == ["--", "-"]
     assert intervals[0].get_color() not in VERDICT_COLOURS.values()
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert legend == ["ours, 95% CI: not judged (an arm still climbing)", "ours, 95% CI: inconclusive"]
+    assert legend == ["ours, 95% CI: not judged (an arm far from convergence)", "ours, 95% CI: inconclusive"]
