@@ -8,6 +8,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from .stats import NOT_CONVERGED
+
 
 # One colour per model or method, in every figure of the book (tab10's hues, fixed by name).
 PALETTE = {
@@ -42,7 +44,7 @@ _SPARE = [c for c in ("#aec7e8", "#ffbb78", "#ff9896", "#c5b0d5", "#c49c94", "#c
 # Roles in a worked example (not models): the positive, a hard negative, the rest.
 ROLES = {"positive": "#31a354", "hard negative": "#e6550d", "easy negative": "#d9d9d9"}
 VERDICT_COLOURS = {"reproduced": "#2ca02c", "contradicted": "#d62728", "inconclusive": "#7f7f7f"}
-NOT_JUDGED = "not judged"  # the start of a verdict left out by the convergence gate (stats.unconverged)
+NOT_JUDGED = "not judged"  # the start of a verdict left out (by the convergence gate, stats.unconverged, or another reason)
 
 
 def colour_of(name: str) -> str:
@@ -212,7 +214,8 @@ def claim_forest(table: pd.DataFrame, title: str, ax=None, unit: str = "differen
         ax.plot([], [], "x", color="k", label="the paper")
     for verdict in dict.fromkeys(kind(v) for v in table.verdict):
         colour, ls, _ = looks.get(verdict, ("0.5", "-", "0.5"))
-        text = "not judged (an arm far from convergence)" if verdict == NOT_JUDGED else verdict
+        gated = all(str(v).endswith(NOT_CONVERGED) for v in table.verdict if kind(v) == NOT_JUDGED)
+        text = verdict if verdict != NOT_JUDGED else "not judged (an arm far from convergence)" if gated else "not judged"
         ax.plot([], [], color=colour, ls=ls, lw=2.5, label=f"ours, 95% CI: {text}")
     return style(ax, unit, None, title, legend_size=7)
 

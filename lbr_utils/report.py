@@ -28,8 +28,8 @@ INTRO = ("Every number on this page is read from a results file by `lbr_utils.re
          "our CI (a check of size at our scale, not a test of the paper's run).")
 SURVEY_INTRO = ("The survey states directions, not numbers, so there is no paper column. Each chapter's claims "
                 "are judged as above: the paired per-query (per-text, per-example) differences of every seed, a "
-                "hierarchical-bootstrap 95% CI, Holm within the chapter's family; a claim about a model whose dev "
-                "curve had not flattened is not judged. \"source\" says whose claim it is (the survey's, a method "
+                "hierarchical-bootstrap 95% CI, Holm within the chapter's family; a claim about a model far from "
+                "convergence (its last-quarter dev gain's 95% CI above a point) is not judged. \"source\" says whose claim it is (the survey's, a method "
                 "paper's, or ours where the survey's claim is about adapted models).")
 
 

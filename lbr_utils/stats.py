@@ -338,7 +338,8 @@ def seeds_to_decide(row: Mapping[str, object]) -> int | None:
 
 
 FLAT_GAIN = 1.0  # the study's convergence rule: a run has flattened once its last quarter gains less (dev points)
-PER_QUERY = "dev per query"  # a dev point's per-query scores, where the trainer stores them
+PER_QUERY = "dev per query"  # a dev point's per-query NDCG@10 scores, where the trainer stores them
+NOT_CONVERGED = "not converged"  # how a verdict withheld by the convergence gate ends
 
 
 def quarter_gains(curve: Sequence[Mapping], end: int, key: str = "dev NDCG@10") -> tuple[float, float, np.ndarray] | None:
@@ -352,16 +353,24 @@ def quarter_gains(curve: Sequence[Mapping], end: int, key: str = "dev NDCG@10") 
     300, 400: the half's line says +2.2, its last quarter -0.1), and training curves are that shape.
     The price is noise, which the per-query gains let :func:`late_groups` measure. None when the
     curve has no point at ``end`` or none at or before the quarter's start."""
-    points = sorted((int(p["step"]), p) for p in curve if int(p["step"]) <= end)
+    by_step = {int(p["step"]): p for p in curve if int(p["step"]) <= end}  # a repeated step: the last point wins
+    points = sorted(by_step.items())
     start = 0.75 * end
     before = [p for p in points if p[0] <= start]
     if not points or points[-1][0] != end or not before:
         return None
     (s0, p0), (s1, p1) = before[-1], next(p for p in points if p[0] > before[-1][0])
-    scores = lambda p: np.asarray(p.get(PER_QUERY) or [p[key]], dtype=float)
+    three = (p0, p1, points[-1][1])
+    # per-query scores belong to the NDCG curve, and only count when all three points have them alike
+    lists = [p.get(PER_QUERY) for p in three] if key == "dev NDCG@10" else [None] * 3
+    if not (all(lists) and len({len(v) for v in lists}) == 1):
+        lists = [[p[key]] for p in three]
+    v0, v1, v_end = (np.asarray(v, dtype=float) for v in lists)
     w = (start - s0) / (s1 - s0)
-    at_start = (1 - w) * scores(p0) + w * scores(p1)
-    return start, 100 * float(points[-1][1][key]), 100 * (scores(points[-1][1]) - at_start)
+    gains = 100 * (v_end - ((1 - w) * v0 + w * v1))
+    if not np.isfinite(gains).all():  # a failed dev evaluation is no evidence
+        return None
+    return start, 100 * float(points[-1][1][key]), gains
 
 
 def last_quarter_gain(curve: Sequence[Mapping], end: int, key: str = "dev NDCG@10") -> tuple[float, float, float] | None:
@@ -378,9 +387,9 @@ def quarter_gain_table(runs: pd.DataFrame, by: Sequence[str], column: str = "gai
     above ``FLAT_GAIN`` (the run was surely still climbing by a point or more), or there is no curve
     to tell (no evidence is no convergence)."""
     rows = []
-    for key, group in (runs.groupby(list(by)) if not runs.empty else []):
-        gains = {r["seed"]: r[column] for r in group.to_dict(orient="records")}
-        found = None if any(g is None for g in gains.values()) else hierarchical_bootstrap(gains)
+    for key, group in (runs.groupby(list(by), dropna=False) if not runs.empty else []):
+        gains = [r[column] for r in group.to_dict(orient="records")]  # one run a seed (a repeat counts, not overwrites)
+        found = None if any(g is None for g in gains) else hierarchical_bootstrap(gains)
         mean, low, high = (found.mean, found.low, found.high) if found else (float("inf"),) * 3
         rows.append({**dict(zip(by, key if isinstance(key, tuple) else (key,))), "gain": mean, "gain CI low": low,
                      "gain CI high": high, "flattened": mean < FLAT_GAIN, "far from convergence": low >= FLAT_GAIN})
@@ -411,8 +420,11 @@ def verdict_counts(families: Mapping[str, pd.DataFrame]) -> str:
     ``verdict`` column)."""
     verdicts = pd.concat(families.values()).verdict.value_counts()
     parts = [f"{verdicts.get(v, 0)} {v}" for v in ("reproduced", "contradicted", "inconclusive")]
-    if left := int(verdicts[[v for v in verdicts.index if v.startswith("not judged")]].sum()):
-        parts.append(f"{left} not judged (an arm far from convergence)")
+    left = [v for v in verdicts.index if v.startswith("not judged")]
+    if late := int(verdicts[[v for v in left if v.endswith(NOT_CONVERGED)]].sum()):
+        parts.append(f"{late} not judged (an arm far from convergence)")
+    if other := int(verdicts[[v for v in left if not v.endswith(NOT_CONVERGED)]].sum()):
+        parts.append(f"{other} not judged (for the reason each gives)")
     return f"{int(verdicts.sum())} claims: " + ", ".join(parts)
 
 
@@ -439,12 +451,12 @@ def to_decide(row: Mapping[str, object]) -> str:
 
 
 def unconverged(row: dict, arms: set[str]) -> dict:
-    """``row`` with its verdict replaced by "not judged" when an arm it compares is in ``arms`` (runs
-    that had not flattened on dev): a claim about models far from convergence is not judged. The arms
+    """``row`` with its verdict replaced by "not judged" when an arm it compares is in ``arms`` (far
+    from convergence, :func:`late_groups`): a claim about such models is not judged. The arms
     compared are the row's ``arms`` when it names them (a difference of differences reads four), else
     ``a`` and ``b``."""
     late = [arm for arm in (row.get("arms") or (row.get("a"), row.get("b"))) if arm in arms]
-    return dict(row, verdict=f"not judged: {', '.join(late)} not converged") if late else row
+    return dict(row, verdict=f"not judged: {', '.join(late)} {NOT_CONVERGED}") if late else row
 
 
 def claim_family(rows: Sequence[dict], alpha: float = 0.05) -> pd.DataFrame:

@@ -254,6 +254,11 @@ def test_last_quarter_gain_and_late_models_by_hand():
     per_query = [{"step": 50, "dev NDCG@10": 0.5, "dev per query": [0.4, 0.6]},
                  {"step": 100, "dev NDCG@10": 0.5, "dev per query": [0.5, 0.5]}]
     assert quarter_gains(per_query, 100)[2] == pytest.approx([5.0, -5.0])
+    # per-query scores only where every point has them alike, and only for NDCG; a failed point is no evidence
+    assert quarter_gains([per_query[0], dict(per_query[1], **{"dev per query": None})], 100)[2] == pytest.approx([0.0])
+    assert quarter_gains([dict(p, **{"dev word F1": 0.1 * i}) for i, p in enumerate(per_query)], 100,
+                         key="dev word F1")[2] == pytest.approx([5.0])
+    assert quarter_gains([per_query[0], dict(per_query[1], **{"dev per query": [0.5, float("nan")]})], 100) is None
     training = pd.DataFrame([{"model": "A", "seed": s, "steps": 100, "dev_curve": climbing} for s in (0, 1)]
                             + [{"model": "B", "seed": s, "steps": 400, "dev_curve": stopped} for s in (0, 1)]
                             + [{"model": "C", "seed": 0, "steps": 100, "dev_curve": []}])

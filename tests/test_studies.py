@@ -319,8 +319,9 @@ def test_ablation_claims_by_hand():
 
 
 def test_a_claim_about_a_run_that_had_not_flattened_is_not_judged():
-    """The CL-only run still gains 3 dev points over its last quarter: every claim that compares with
-    it (at either budget) says so instead of a verdict, and takes no part in the Holm family."""
+    """The CL-only run still gains 4.5 dev points over its last quarter (and its paper-budget snapshot
+    has no curve to show its own): every claim that compares with it (at either budget) says so
+    instead of a verdict, and takes no part in the Holm family."""
     from lbr_utils.stats import verdict_counts
     from lbr_utils.studies.ch05a_lbr_stages import HEADLINE, PRACTICAL, judged
 

@@ -3,8 +3,8 @@
 Every run starts from the same SmolLM2 weights and the same CL split, changes one thing from the
 base recipe (LoRA, in-batch negatives, temperature 0.05, mean pooling, a flat learning rate after
 warmup), trains for twice chapter 5's stage-2 steps with a dev curve, and is scored per query on
-the isolated evaluation set, on every seed; a claim about a run whose curve had not flattened is not
-judged. The runs use the LBR chapters' scale (batch, text length), so the base recipe here is the
+the isolated evaluation set, on every seed; a claim about a run far from convergence is not
+judged (``lbr_utils.stats.late_groups``). The runs use the LBR chapters' scale (batch, text length), so the base recipe here is the
 contrastive stage that chapter 5 builds on, trained longer; chapter 5's MiniLM fine-tuned on the
 same pairs is the encoder to beat. Each (recipe, seed) is a cached cell (``_contrastive_cells``): the chapter can
 run in parts.
@@ -37,8 +37,8 @@ STEPS_FACTOR = 2
 
 def chapter_recipe(profile, seed: int) -> ContrastiveConfig:
     """The base recipe as this chapter trains it: chapter 5's stage-2 recipe for ``STEPS_FACTOR`` times
-    its steps, with the dev set scored eight times a run (a line through the last quarter's three
-    points judges convergence; more points make it less noisy)."""
+    its steps, with the dev set scored eight times a run (the last quarter runs from the sixth
+    point to the eighth: :func:`lbr_utils.stats.quarter_gains`)."""
     base = base_recipe(profile, seed)
     steps = STEPS_FACTOR * base.steps
     return replace(base, steps=steps, warmup_steps=max(1, steps // 10), eval_every=max(1, steps // 8))
@@ -107,8 +107,8 @@ def temperature_weights(profile_name: str, domain: str = "medical", seed: int = 
 
 def survey_claims(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """The survey's and the practice article's claims about contrastive fine-tuning, judged per query
-    (per random pair for anisotropy) over the seeds, one Holm family; a claim about a recipe whose dev
-    curve had not flattened is not judged."""
+    (per random pair for anisotropy) over the seeds, one Holm family; a claim about a recipe far from
+    convergence is not judged."""
     retrieval, geometry = tables["retrieval"], tables["geometry"].assign(per_query=lambda g: g.pair_cosines)
     mat = tables["matryoshka"]
     smallest = mat[mat.dim == mat.dim.min()]

@@ -88,7 +88,7 @@ def funnel(queries: pd.DataFrame) -> pd.DataFrame:
 
 def survey_claims(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """The survey's and InPars/Promptagator's claims about synthetic pairs, judged per query over the
-    seeds, one Holm family; an arm whose dev curve had not flattened is not judged."""
+    seeds, one Holm family; an arm far from convergence is not judged."""
     retrieval = tables["retrieval"]
     late = late_models(tables["training"]) if "training" in tables else set()
 

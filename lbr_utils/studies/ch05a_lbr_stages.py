@@ -199,7 +199,7 @@ def best_on_dev(training: pd.DataFrame, domain: str, arms, steps: int) -> str:
 
 def stage_claims(retrieval: pd.DataFrame, late: set[tuple[str, str]] = frozenset()) -> pd.DataFrame:
     """Table 3's claims per domain, at the paper's protocol (equal stage-2 steps), one Holm family.
-    ``late`` holds the (domain, arm) pairs whose runs had not flattened: their claims are not judged."""
+    ``late`` holds the (domain, arm) pairs far from convergence: their claims are not judged."""
     paper = {r["model"]: r for r in paper_numbers()["table3_stages"]["rows"]}
     rows = []
     for a, b, text, sign, where in STAGE_CLAIMS:

@@ -78,11 +78,11 @@ def _saving(decoding: pd.DataFrame, column: str, n: int) -> dict[int, np.ndarray
 def survey_claims(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """One Holm family. Quality per test example on every seed at the same token budget (r = 8):
     compressed against truncated, and for QA against the closed-book floor (not judged if the
-    compressed dev curve still climbed). Time per passage length over repeats: saved per token, and
+    compressed reading is far from convergence). Time per passage length over repeats: saved per token, and
     end to end with the timed answer length."""
     quality = tables["quality"]
     late = set()
-    for task in ("qa", "reconstruct"):  # the rule of every chapter: the dev gain, averaged over seeds
+    for task in ("qa", "reconstruct"):  # the rule of every chapter (stats.late_groups)
         arm = f"compressed ({task})"
         late |= late_models(tables["training"].assign(arm=arm), by=("arm",), key=f"{task}, compressed")
 

@@ -93,7 +93,7 @@ def survey_claims(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     itself judged per query) halve each attack's leak? "Halve" per text: noisy leak - clean leak / 2 < 0. Every attack is
     judged (the defence holds only where it holds against all of them): picking the strongest from
     the same texts would favour the defence. Where no noise is affordable, nothing is judged; a
-    decoder whose dev curve still climbed is not judged (the rule of every chapter)."""
+    decoder far from convergence is not judged (the rule of every chapter)."""
     leaks = leak(tables["inversion"])
     retrieval = tables["retrieval"]
     noise = usable_noise(retrieval)
