@@ -373,12 +373,6 @@ def quarter_gains(curve: Sequence[Mapping], end: int, key: str = "dev NDCG@10") 
     return start, 100 * float(points[-1][1][key]), gains
 
 
-def last_quarter_gain(curve: Sequence[Mapping], end: int, key: str = "dev NDCG@10") -> tuple[float, float, float] | None:
-    """:func:`quarter_gains` with the gains averaged: (quarter start, score at ``end``, mean gain), x100."""
-    found = quarter_gains(curve, end, key)
-    return None if found is None else (found[0], found[1], float(found[2].mean()))
-
-
 def quarter_gain_table(runs: pd.DataFrame, by: Sequence[str], column: str = "gains") -> pd.DataFrame:
     """Per group (keys of ``by``) of runs, one per seed (``seed`` column), each with its last-quarter
     gains (:func:`quarter_gains`; None for a run whose curve cannot show its last quarter): the mean

@@ -240,7 +240,11 @@ def test_last_quarter_gain_and_late_models_by_hand():
     start, interpolated, per dev query where the curve has them. A run that rose and then stopped is
     flat (a line through the second half would credit its rise); one surely still climbing is far
     from convergence; so is one without a curve; a noisy gain around a point is judged."""
-    from lbr_utils.stats import last_quarter_gain, late_models, quarter_gain_table, quarter_gains
+    from lbr_utils.stats import late_models, quarter_gain_table, quarter_gains
+
+    def last_quarter_gain(curve, end):  # (quarter start, score at the end, mean gain)
+        found = quarter_gains(curve, end)
+        return None if found is None else (found[0], found[1], float(found[2].mean()))
 
     curve = lambda points: [{"step": s, "dev NDCG@10": v} for s, v in points]
     climbing = curve([(25, 0.30), (50, 0.40), (75, 0.45), (100, 0.50)])
