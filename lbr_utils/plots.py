@@ -41,9 +41,10 @@ PALETTE = {
 # What a name missing from PALETTE gets: tab20's hues that no named model uses.
 _SPARE = [c for c in ("#aec7e8", "#ffbb78", "#ff9896", "#c5b0d5", "#c49c94", "#c7c7c7", "#dbdb8d", "#9edae5",
                       "#98df8a", "#f7b6d2") if c not in PALETTE.values()]
-# Roles in a worked example (not models): the positive, a hard negative, the rest.
-ROLES = {"positive": "#31a354", "hard negative": "#e6550d", "easy negative": "#d9d9d9"}
-VERDICT_COLOURS = {"reproduced": "#2ca02c", "contradicted": "#d62728", "inconclusive": "#7f7f7f"}
+# A text's role in a worked example (the positive, a hard negative, the rest) and a claim's verdict are
+# not models: they get hues no model uses, so no figure reads as another's.
+ROLES = {"positive": "#4daf4a", "hard negative": "#a50f15", "easy negative": "#d9d9d9"}
+VERDICT_COLOURS = {"reproduced": "#1b9e77", "contradicted": "#7a0177", "inconclusive": "#737373"}
 NOT_JUDGED = "not judged"  # the start of a verdict left out (by the convergence gate, stats.unconverged, or another reason)
 
 

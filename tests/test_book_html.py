@@ -1,11 +1,12 @@
 """The book as a reader sees it: every rendered chapter's HTML page has its figures, its provenance
-line, a folded solution, and no error, stderr output or papermill cell (parsed from the built pages)."""
+line, an equation, the package's own code, folded imports and solutions, and no error, stderr
+output or papermill cell (parsed from the built pages); and no rendered page is older than its code."""
 
 import nbformat
 import pytest
 from bs4 import BeautifulSoup
 
-from lbr_utils.cli.reproduce import build_book, notebooks
+from lbr_utils.cli.reproduce import build_book, notebooks, stale_notebooks
 
 
 def _rendered(path) -> bool:
@@ -37,5 +38,16 @@ def test_a_chapter_page_shows_what_a_reader_needs(html, notebook):
     assert "Numbers from results/" in page.get_text(), "no provenance line"
     solutions = [c for c in page.select(".tag_hide-cell") if "assert" in c.get_text()]
     assert solutions, "no folded solution"
+    assert page.select(".math"), "no equation"
+    assert any("def " in c.get_text() for c in page.select(".cell_output .highlight")), "no package code shown"
+    assert any("import" in c.get_text() for c in page.select(".tag_hide-input")), "the imports are not folded"
     assert not page.select(".output.stderr, .output.error, .output.traceback"), "error or stderr output"
     assert not page.select(".tag_injected-parameters"), "papermill's parameters shown"
+
+
+def test_no_rendered_chapter_is_older_than_its_cells_or_code():
+    """A page's numbers come from the code as it is: an edit to a chapter or to the package code it
+    imports must be followed by a re-render (``reproduce --in-place``; ``reuse_results=True`` where
+    only presentation changed). A chapter whose cpu run is pending has no outputs to go stale."""
+    rendered = {nb.name for nb in notebooks() if _rendered(nb)}
+    assert [(name, why) for name, why in stale_notebooks() if name in rendered] == []

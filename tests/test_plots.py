@@ -6,7 +6,7 @@ matplotlib.use("Agg")
 
 import pandas as pd  # noqa: E402
 
-from lbr_utils.plots import PALETTE, VERDICT_COLOURS, claim_forest, colour_of, learning_curves  # noqa: E402
+from lbr_utils.plots import PALETTE, ROLES, VERDICT_COLOURS, claim_forest, colour_of, learning_curves  # noqa: E402
 
 
 def test_a_model_keeps_its_colour_under_any_suffix():
@@ -19,6 +19,11 @@ def test_a_model_keeps_its_colour_under_any_suffix():
     spare = colour_of("Qwen2.5-1.5B")
     assert spare == colour_of("Qwen2.5-1.5B") and spare not in PALETTE.values()
     assert len({colour_of(m) for m in ("LLM+CL", "LLM+CL (GL+CL pairs)", "LLM+CL (last token)", "LLM+CL (mean)")}) == 4
+
+
+def test_roles_and_verdicts_wear_no_models_colour():
+    others = list(ROLES.values()) + list(VERDICT_COLOURS.values())
+    assert len(set(others)) == len(others) and not set(others) & set(PALETTE.values())
 
 
 def test_learning_curves_draw_a_mean_per_model_and_a_stage1_checkpoint_once():

@@ -41,11 +41,13 @@ def test_a_stamped_page_hides_papermills_cell_and_says_when_it_is_not_the_studys
     path = tmp_path / "ch01_demo.ipynb"
     _notebook(path, "x = 1")
     nb = nbformat.read(path, as_version=4)
-    nb.cells.insert(1, nbformat.v4.new_code_cell("profile = 'smoke'", metadata={"tags": ["injected-parameters"]}))
+    nb.cells.insert(1, nbformat.v4.new_code_cell("# Parameters\nprofile = 'smoke'\nreuse_results = False\n",
+                                                 metadata={"tags": ["injected-parameters"]}))
     nbformat.write(nb, path)
     stamp_outputs(path, "smoke")
     cells = nbformat.read(path, as_version=4).cells
     assert "remove-cell" in cells[2].metadata["tags"] and "`smoke` run" in cells[1].source
+    assert "profile = 'smoke'" in cells[2].source and "reuse_results" not in cells[2].source  # a rerun reuses
     assert stale_notebooks(tmp_path) == []
     stamp_outputs(path, "cpu")
     assert not any("`smoke` run" in c.source for c in nbformat.read(path, as_version=4).cells)
@@ -62,6 +64,7 @@ def test_every_chapter_opens_with_its_idea_and_reuses_the_committed_results_by_d
         assert cells[0].cell_type == "markdown", path.name
         p = next(i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", []))
         assert "reuse_results = True" in cells[p].source, path.name
+        assert not any("reuse_results = False" in c.source for c in cells[p + 1:]), path.name  # no override
         # an in-place render keeps papermill's injected cell (hidden) right after the parameters cell
         after = next(c for c in cells[p + 1:] if "injected-parameters" not in c.metadata.get("tags", []))
         assert "hide-input" in after.metadata.get("tags", []) and "import" in after.source, path.name

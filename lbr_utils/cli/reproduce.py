@@ -124,8 +124,13 @@ def stamp_outputs(notebook: Path, profile: str) -> None:
     data = nbformat.read(notebook, as_version=4)
     for cell in data.cells:  # papermill's copy of the parameters: for the record, not for the page
         tags = cell.metadata.setdefault("tags", [])
-        if "injected-parameters" in tags and "remove-cell" not in tags:
-            tags.append("remove-cell")
+        if "injected-parameters" in tags:
+            if "remove-cell" not in tags:
+                tags.append("remove-cell")
+            # Jupyter still runs a removed cell: a reader's "Run all" must read the results shown,
+            # not recompute them because this render did (the parameters cell says how to).
+            cell.source = "\n".join(line for line in cell.source.splitlines()
+                                     if not line.startswith("reuse_results")) + "\n"
     data.cells = [c for c in data.cells if PROFILE_NOTE not in c.metadata.get("tags", [])]
     if profile != "cpu":  # every page of a book built from such outputs says so
         note = nbformat.v4.new_markdown_cell(f"```{{note}}\nThis page shows a `{profile}` run, not the study's "
