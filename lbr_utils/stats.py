@@ -235,6 +235,36 @@ def judge(diffs: Mapping[object, Iterable[float]] | Iterable[Iterable[float]], e
             "verdict": judged, "paper_in_ci": paper_in_ci}
 
 
+def seed_interval(diffs: Mapping[object, Iterable[float]] | Iterable[Iterable[float]],
+                  confidence: float = 0.95) -> tuple[float, float] | None:
+    """A t-interval over the per-seed mean differences: the check on a bootstrap verdict that the
+    bootstrap cannot give itself. With three seeds the bootstrap's CI is too narrow when seeds vary
+    more than queries (:func:`hierarchical_bootstrap`'s caveat); this interval treats each seed as one
+    observation and pays Student's t with ``n - 1`` degrees of freedom for knowing their spread from
+    so few. A verdict whose seed interval holds 0 could flip on a rerun. None for fewer than two seeds."""
+    from scipy import stats as st
+
+    means = np.array([v.mean() for v in _as_seeds(diffs)])
+    if len(means) < 2:
+        return None
+    half = st.t.ppf(0.5 + confidence / 2, len(means) - 1) * means.std(ddof=1) / np.sqrt(len(means))
+    return float(means.mean() - half), float(means.mean() + half)
+
+
+def holds_across_seeds(row: Mapping[str, object]) -> bool | None:
+    """Whether a decided claim's seed-level interval (:func:`seed_interval`) agrees with its verdict:
+    it lies on the verdict's side of 0 (of ``-margin`` for a non-inferiority claim). None for an
+    undecided claim or one without a seed interval."""
+    low, high = row.get("seed_low"), row.get("seed_high")
+    if row.get("verdict") not in ("reproduced", "contradicted") or low is None or pd.isna(low):
+        return None
+    margin = row.get("margin")
+    margin = 0.0 if margin is None or pd.isna(margin) else float(margin)
+    above = low + margin > 0 if row.get("expected_sign", 1) == 1 else high < 0
+    below = high + margin < 0 if row.get("expected_sign", 1) == 1 else low > 0
+    return bool(above if row["verdict"] == "reproduced" else below)
+
+
 def holm(p_values: Sequence[float]) -> list[float]:
     """Holm-Bonferroni adjusted p-values, in the order given.
 
@@ -313,14 +343,17 @@ def judged_claim(text: str, diffs: Mapping[object, Iterable[float]], expected_si
     if not diffs:
         return {**labels, "claim": text, "ours": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"),
                 "paper": paper, "paper_in_ci": None, "p": 1.0, "verdict": NO_DIFFERENCES, "seeds": 0,
-                "expected_sign": expected_sign}
+                "expected_sign": expected_sign, "seed_low": None, "seed_high": None}
     j = judge({k: v + margin for k, v in diffs.items()}, expected_sign, None)
     low, high = (j["ci_low"] - margin) * scale, (j["ci_high"] - margin) * scale
     no_paper = paper is None or pd.isna(paper)
+    by_seed = seed_interval(diffs)
     return {**labels, "claim": text, "ours": (j["mean"] - margin) * scale, "ci_low": low, "ci_high": high,
             "paper": paper, "paper_in_ci": None if no_paper else bool(low <= paper <= high),
             "p": j["p"], "verdict": j["verdict"], "seeds": len(diffs), "margin": margin * scale,
-            "expected_sign": expected_sign}
+            "expected_sign": expected_sign,
+            "seed_low": None if by_seed is None else by_seed[0] * scale,
+            "seed_high": None if by_seed is None else by_seed[1] * scale}
 
 
 def seeds_to_decide(row: Mapping[str, object]) -> int | None:
@@ -419,7 +452,12 @@ def verdict_counts(families: Mapping[str, pd.DataFrame]) -> str:
         parts.append(f"{late} not judged (an arm far from convergence)")
     if other := int(verdicts[[v for v in left if not v.endswith(NOT_CONVERGED)]].sum()):
         parts.append(f"{other} not judged (for the reason each gives)")
-    return f"{int(verdicts.sum())} claims: " + ", ".join(parts)
+    rows = [r for table in families.values() for r in table.to_dict(orient="records")]
+    split = sum(holds_across_seeds(r) is False for r in rows)
+    decided = sum(r["verdict"] in ("reproduced", "contradicted") for r in rows)
+    tail = (f" ({split} of the {decided} decided verdicts do not hold over seeds alone: a rerun could flip them)"
+            if split else "")
+    return f"{int(verdicts.sum())} claims: " + ", ".join(parts) + tail
 
 
 def verdict_lines(table: pd.DataFrame, unit: str = " NDCG@10 points") -> list[str]:
@@ -431,8 +469,17 @@ def verdict_lines(table: pd.DataFrame, unit: str = " NDCG@10 points") -> list[st
         where = "".join(f" ({r[k]})" for k in ("domain", "embedder") if isinstance(r.get(k), str))
         own = r["unit"] if isinstance(r.get("unit"), str) else unit
         numbers = "" if pd.isna(r["ours"]) else f": {r['ours']:+.1f}{own} [{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]"
-        lines.append(f"- **{r['verdict']}**: {r['claim']}{where}{numbers}{to_decide(r)}.")
+        lines.append(f"- **{r['verdict']}**: {r['claim']}{where}{numbers}{to_decide(r)}{fragile(r)}.")
     return lines
+
+
+def fragile(row: Mapping[str, object]) -> str:
+    """A decided claim whose seed-level interval disagrees (:func:`holds_across_seeds`), as a clause;
+    empty otherwise."""
+    if holds_across_seeds(row) is not False:
+        return ""
+    return (f"; over seeds alone (t-interval of the {int(row['seeds'])} seed means) it is "
+            f"[{row['seed_low']:+.1f}, {row['seed_high']:+.1f}]: a rerun could flip it")
 
 
 def to_decide(row: Mapping[str, object]) -> str:
@@ -465,7 +512,8 @@ def claim_family(rows: Sequence[dict], alpha: float = 0.05) -> pd.DataFrame:
 
 def display_claims(table: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
     """A claim family for the page: ``ours [95% CI]``, the paper's number, whether it lies in our CI,
-    the Holm-adjusted p, the verdict and, for an inconclusive claim, about how many seeds would decide
+    the Holm-adjusted p, the verdict, whether a decided verdict holds over the seed means alone
+    (:func:`holds_across_seeds`) and, for an inconclusive claim, about how many seeds would decide
     it (:func:`seeds_to_decide`; numbers rounded, the raw columns stay in the results)."""
     def interval(r) -> str:
         if pd.isna(r["ours"]):
@@ -474,12 +522,14 @@ def display_claims(table: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
 
     labels = [c for c in table.columns if c not in {"claim", "ours", "ci_low", "ci_high", "paper", "paper_in_ci", "p",
                                                      "p_holm", "verdict", "seeds", "a", "b", "arms", "margin",
-                                                     "expected_sign"}]
+                                                     "expected_sign", "seed_low", "seed_high"}]
     return pd.DataFrame({**{c: table[c] for c in labels}, "claim": table["claim"],
                          "ours [95% CI]": table.apply(interval, axis=1),
                          "paper": table["paper"].map(lambda v: "–" if v is None or pd.isna(v) else f"{v:+.{digits}f}"),
                          "paper in CI": table["paper_in_ci"].map({True: "yes", False: "no"}).fillna("–"),
                          "p (Holm)": table["p_holm"].map(lambda v: "–" if pd.isna(v) else f"{v:.3f}"),
                          "verdict": table["verdict"],
+                         "holds over seeds": [{True: "yes", False: "no: could flip"}.get(holds_across_seeds(r), "–")
+                                              for r in table.to_dict(orient="records")],
                          "seeds to decide": [n if r["verdict"] == "inconclusive" and (n := seeds_to_decide(r)) else "–"
                                              for r in table.to_dict(orient="records")]})

@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lbr_utils.stats import (fmt, hierarchical_bootstrap, holm, holm_verdicts, judge, mean_std, spearman,
-                             verdict_from_ci)
+from lbr_utils.stats import (claim_family, display_claims, fmt, hierarchical_bootstrap, holds_across_seeds, holm,
+                             holm_verdicts, judge, judged_claim, mean_std, seed_interval, spearman, verdict_counts,
+                             verdict_from_ci, verdict_lines)
 
 NO_DIFFERENCES = "no per-seed differences to judge"
 
@@ -299,3 +300,29 @@ def test_what_this_shows_states_each_claims_number_in_its_own_unit():
     assert verdict_lines(table) == [
         "- **reproduced**: A beats B (medical): +2.0 NDCG@10 points [+0.5, +3.5].",
         "- **contradicted**: A is faster: -4.0% of the time [-6.0, -2.0]."]
+
+
+def test_the_seed_interval_is_students_t_over_the_seed_means():
+    """Seed means 1, 2, 3: mean 2, sd 1, t(0.975, 2) = 4.3027, so 2 -+ 4.3027 / sqrt(3) = [-0.484, 4.484]."""
+    low, high = seed_interval([[1.0, 1.0], [2.0, 2.0, 2.0], [3.0]])
+    assert low == pytest.approx(2 - 4.302653 / math.sqrt(3), abs=1e-5) and high == pytest.approx(2 + 4.302653 / math.sqrt(3), abs=1e-5)
+    assert seed_interval([[1.0, 2.0, 3.0]]) is None  # one seed: nothing to say about seeds
+
+
+def test_a_verdict_the_seed_means_do_not_carry_is_flagged_as_one_that_could_flip():
+    """Seeds that agree in sign but scatter widely: the bootstrap (query noise tiny) decides, three
+    seed means with t(2) do not; seeds that agree closely hold either way."""
+    rng = np.random.default_rng(0)
+    scattered = {s: m + 0.001 * rng.standard_normal(300) for s, m in enumerate([0.01, 0.06, 0.11])}
+    row = judged_claim("A beats B", scattered, +1)
+    assert row["verdict"] == "reproduced" and row["seed_low"] < 0 < row["seed_high"]
+    assert holds_across_seeds(row) is False and "could flip" in verdict_lines(pd.DataFrame([row]))[0]
+    assert display_claims(claim_family([row]))["holds over seeds"].tolist() == ["no: could flip"]
+    tight = judged_claim("A beats B", {s: 0.05 + 0.001 * rng.standard_normal(300) + 0.001 * s for s in range(3)}, +1)
+    assert holds_across_seeds(tight) is True and "could flip" not in verdict_lines(pd.DataFrame([tight]))[0]
+    worse = judged_claim("A is worse than B", {s: -v for s, v in scattered.items()}, -1)  # the claim's side is below 0
+    assert worse["verdict"] == "reproduced" and holds_across_seeds(worse) is False
+    assert holds_across_seeds(dict(row, verdict="inconclusive")) is None
+    # non-inferiority: "at most 0.1 worse" holds over seeds when the seed interval lies above -0.1
+    assert holds_across_seeds(dict(row, margin=10.0)) is True
+    assert "1 of the 1 decided verdicts" in verdict_counts({"t": claim_family([row])})

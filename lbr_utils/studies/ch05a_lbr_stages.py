@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from ..lbr import RATIO, ContrastiveConfig, GenerativeConfig, configs, max_length
 from ..profiles import Profile, get_profile, lbr_profile
 from ..results import load_tables, paper_numbers, save_results, timer
-from ..stats import (FLAT_GAIN, claim_family, display_claims, fmt, judged_claim, late_groups, mean_std,
+from ..stats import (FLAT_GAIN, claim_family, display_claims, fmt, fragile, judged_claim, late_groups, mean_std,
                      per_query_differences, quarter_gain_table, quarter_gains, spearman, to_decide, unconverged, verdict_counts,
                      verdict_lines)
 from ._lbr_cells import BASELINES, collect, run_baseline, run_cell, scale_line
@@ -146,6 +146,47 @@ def compression_table(profile: Profile, domains, seed: int, ratio: float = RATIO
     return rows
 
 
+def split_sizes(profile: Profile, domains, seed: int) -> list[dict]:
+    """The records each split holds per domain (the code domain is smaller than the profile asks:
+    its splits are sized to fit), so a run's steps can be read as epochs of what it trained on."""
+    from ..data import load_domain
+
+    rows = []
+    for domain in domains:
+        splits = load_domain(domain, profile, seed)
+        rows.append({"domain": domain, "gl": len(splits.gl), "cl": len(splits.cl),
+                     "dev": len(splits.dev.queries) if splits.dev else 0, "eval queries": len(splits.eval.queries),
+                     "corpus": len(splits.eval.corpus)})
+    return rows
+
+
+def exposure(training: pd.DataFrame, splits: pd.DataFrame, config: dict) -> pd.DataFrame:
+    """How often each LLM run saw its training split (steps x batch / split size, median over seeds)
+    and where its loss ended against chance: ln of the candidates a stage-2 query chooses among (the
+    batch). A loss far below chance on pairs seen several times means the in-batch task is solved on
+    the training pairs; only the dev curve says whether that still helps. Stage 1 has no dev curve:
+    by the study's rule it trains for one epoch of the GL split, whatever its loss is still doing."""
+    sizes = splits.set_index("domain")
+    llm = training[training.model.str.startswith("LLM")]
+    # a stage-1 checkpoint that several models start from counts once, under the first one's name
+    llm = pd.concat([llm[llm.stage == 1].drop_duplicates(["domain", "seed", "seconds"]), llm[llm.stage == 2]])
+    rows = []
+    for r in llm.itertuples():
+        stage = config[f"stage{r.stage}"]
+        split = "gl" if r.stage == 1 else "gl + cl" if r.model == DATA_MATCHED else "cl"
+        n = sum(int(sizes.loc[r.domain, part]) for part in split.split(" + "))
+        curve = pd.DataFrame(r.loss_curve, columns=["step", "loss"])
+        end = curve.step.max() if len(curve) else 0  # a logged loss is one batch's: compare quarter means
+        third, fourth = (curve[(curve.step > lo * end) & (curve.step <= hi * end)].loss.mean()
+                         for lo, hi in ((0.5, 0.75), (0.75, 1.0)))
+        rows.append({"domain": r.domain, "stage": r.stage, "model": r.model, "trained on": split, "steps": r.steps,
+                     "epochs": r.steps * stage["batch_size"] / n, "final loss": r.final_loss,
+                     "loss change, 3rd to 4th quarter": fourth - third,
+                     "chance (ln batch)": np.log(stage["batch_size"]) if r.stage == 2 else np.nan})
+    table = pd.DataFrame(rows)
+    return table.groupby(["domain", "stage", "model", "trained on"], sort=False).median(numeric_only=True).round(2)
+
+
 def run(profile_name: str, domains: tuple[str, ...] = LBR_DOMAINS, seeds: tuple[int, ...] | None = None,
         show_progress: bool = True) -> dict[str, pd.DataFrame]:
     """Every (domain, seed) of the study, from the cell cache where it holds them. A ``cpu`` run is
@@ -159,6 +200,7 @@ def run(profile_name: str, domains: tuple[str, ...] = LBR_DOMAINS, seeds: tuple[
             for key, rows in run_one(profile, domain, seed).items():
                 out.setdefault(key, []).extend(rows)
     out["compression"] = compression_table(profile, domains, seeds[0])
+    out["splits"] = split_sizes(profile, domains, seeds[0])
     stage1, stage2 = configs(profile, seeds[0])
     config = {"profile": profile.to_dict(), "domains": list(domains), "stage1": stage1.__dict__,
               "stage2": stage2.to_dict(), "n_generate": profile.n_generate, "generation_domain": GENERATION_DOMAIN,
@@ -294,13 +336,36 @@ def convergence_summary(conv: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 def late_arms(training: pd.DataFrame, config: dict) -> set[tuple[str, str]]:
     """(domain, arm) pairs far from convergence (:func:`lbr_utils.stats.late_groups`): no claim about
     them is judged."""
+    conv = arm_convergence(training, config)
+    return set() if conv.empty else late_groups(conv, ("domain", "arm"))
+
+
+def arm_convergence(training: pd.DataFrame, config: dict) -> pd.DataFrame:
+    """:func:`convergence` with each run named as the arm the claims compare (a CL-only run at LBR's
+    total steps is its "@ equal steps" arm)."""
     stage2, total = config["stage2"]["steps"], config["stage1"]["steps"] + config["stage2"]["steps"]
     conv = convergence(training, stage2)
-    if conv.empty:
-        return set()
-    conv = conv.assign(arm=conv.model.where(~(conv.model.str.startswith("LLM+CL") & (conv.steps == total)),
+    return conv.assign(arm=conv.model.where(~(conv.model.str.startswith("LLM+CL") & (conv.steps == total)),
                                             conv.model + EQUAL))
-    return late_groups(conv, ("domain", "arm"))
+
+
+def rest_on_climbing_arms(record: dict) -> list[dict]:
+    """The decided claims (reproduced or contradicted) that compare an arm which has not flattened
+    (mean last-quarter gain of at least ``FLAT_GAIN``) though it is not far from convergence either:
+    the verdicts the convergence gate's middle ground lets through, to be read with that in mind."""
+    tables = load_tables(record)
+    conv = arm_convergence(tables["training"], record["config"])
+    gains = conv.groupby(["domain", "arm"])["last-quarter gain"].mean()
+    climbing = {key for key, gain in gains.items() if gain >= FLAT_GAIN}
+    return [r for table in judged(record).values() for r in table.to_dict(orient="records")
+            if r["verdict"] in ("reproduced", "contradicted")
+            and any((r.get("domain"), arm) in climbing for arm in _compared(r))]
+
+
+def _compared(row: dict) -> tuple:
+    """The arms a claim row compares: its ``arms`` (a difference of differences) or ``a`` and ``b``."""
+    arms = row.get("arms")
+    return tuple(arms) if isinstance(arms, (list, tuple)) else (row.get("a"), row.get("b"))
 
 
 def generation_story(record: dict) -> str:
@@ -361,6 +426,13 @@ def summary(record: dict) -> str:
                      for line in verdict_lines(table, " points" if title == GENERATION else " NDCG@10 points"))
 
 
+def each_arm(rows: list[dict], domain: str) -> str:
+    """LBR's difference against every CL-only arm of one domain, lowest to highest: the best-on-dev
+    pick can hinge on a dev tie, so the headline is quoted beside the whole family."""
+    rows = sorted((r for r in rows if r["domain"] == domain and not pd.isna(r["ours"])), key=lambda r: r["ours"])
+    return ", ".join(f"{r['ours']:+.1f} ({r['verdict']}) against {r['b']}" for r in rows)
+
+
 def synthesis(record: dict) -> str:
     """The report's opening words on this chapter: its verdict counts, the headline claim (and what an
     inconclusive one would need), MiniLM fine-tuned on the same pairs, and Table 2's generation."""
@@ -369,7 +441,8 @@ def synthesis(record: dict) -> str:
     ci = lambda r: f"{r['ours']:+.1f} [{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]"
     best = " (the best CL-only LLM on dev)"
     heads = [f"{r['domain']}: **{r['verdict']}**, {ci(r)} against {r['claim'].removeprefix('LBR beats ').removesuffix(best)}"
-             f"{to_decide(r)}" for r in families[HEADLINE] if r["claim"].endswith(best)]
+             f"{to_decide(r)}{fragile(r)}; against each CL-only LLM at equal compute, {each_arm(families[HEADLINE], r['domain'])}"
+             for r in families[HEADLINE] if r["claim"].endswith(best)]
     practical = [f"{r['domain']}, {r['claim'].removeprefix('LBR beats ')}: {r['verdict']}, {ci(r)}"
                  for r in families[PRACTICAL] if r["claim"].startswith("LBR beats MiniLM+CL")]
     text = (f"**LBR's stages (chapter 5a; {', '.join(sorted({r['domain'] for r in families[HEADLINE]}))}; seeds "
