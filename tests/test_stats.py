@@ -323,6 +323,18 @@ def test_a_verdict_the_seed_means_do_not_carry_is_flagged_as_one_that_could_flip
     worse = judged_claim("A is worse than B", {s: -v for s, v in scattered.items()}, -1)  # the claim's side is below 0
     assert worse["verdict"] == "reproduced" and holds_across_seeds(worse) is False
     assert holds_across_seeds(dict(row, verdict="inconclusive")) is None
-    # non-inferiority: "at most 0.1 worse" holds over seeds when the seed interval lies above -0.1
+    # every sign, both decided verdicts, and a margin, on tight seeds (interval [4.8, 5.2], x100 scale)
+    for low, high, sign, verdict, margin, held in [
+            (4.8, 5.2, -1, "reproduced", 0.0, False),    # "A worse than B" but A - B > 0: does not hold...
+            (-5.2, -4.8, -1, "reproduced", 0.0, True),   # ...and holds when A - B < 0 over seeds
+            (-5.2, -4.8, +1, "contradicted", 0.0, True),
+            (4.8, 5.2, -1, "contradicted", 0.0, True),
+            (-5.2, -4.8, +1, "contradicted", 10.0, False),  # within a 10-point margin: not below -margin
+            (-15.2, -14.8, +1, "contradicted", 10.0, True)]:
+        case = dict(row, seed_low=low, seed_high=high, expected_sign=sign, verdict=verdict, margin=margin)
+        assert holds_across_seeds(case) is held, case
+    # non-inferiority: "at most 10 points worse" holds over seeds when the seed interval lies above -10
     assert holds_across_seeds(dict(row, margin=10.0)) is True
-    assert "1 of the 1 decided verdicts" in verdict_counts({"t": claim_family([row])})
+    assert "1 of the 1 decided verdicts with several seeds does not hold" in verdict_counts({"t": claim_family([row])})
+    # the report counts on the page's tables: the same count from the formatted column
+    assert "1 of the 1 decided verdicts" in verdict_counts({"t": display_claims(claim_family([row]))})

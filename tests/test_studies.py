@@ -139,6 +139,7 @@ def test_a_decided_verdict_on_an_arm_still_climbing_is_listed():
     listed = rest_on_climbing_arms(record)
     head = f"LBR beats LLM+CL{EQUAL} (the best CL-only LLM on dev)"
     assert head in [r["claim"] for r in listed] and all(r["verdict"] in ("reproduced", "contradicted") for r in listed)
+    assert all({"LLM+CL", f"LLM+CL{EQUAL}"} & {r["a"], r["b"]} for r in listed)  # only claims on the climbing run
     assert judged(record)[HEADLINE].set_index("claim").loc[head, "verdict"] == "reproduced"  # judged, not withheld
 
 

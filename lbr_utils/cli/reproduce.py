@@ -17,6 +17,7 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -130,7 +131,7 @@ def stamp_outputs(notebook: Path, profile: str) -> None:
             # Jupyter still runs a removed cell: a reader's "Run all" must read the results shown,
             # not recompute them because this render did (the parameters cell says how to).
             cell.source = "\n".join(line for line in cell.source.splitlines()
-                                     if not line.startswith("reuse_results")) + "\n"
+                                     if not re.match(r"reuse_results\s*=", line)) + "\n"
     data.cells = [c for c in data.cells if PROFILE_NOTE not in c.metadata.get("tags", [])]
     if profile != "cpu":  # every page of a book built from such outputs says so
         note = nbformat.v4.new_markdown_cell(f"```{{note}}\nThis page shows a `{profile}` run, not the study's "

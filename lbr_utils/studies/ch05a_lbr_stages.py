@@ -169,7 +169,8 @@ def exposure(training: pd.DataFrame, splits: pd.DataFrame, config: dict) -> pd.D
     sizes = splits.set_index("domain")
     llm = training[training.model.str.startswith("LLM")]
     # a stage-1 checkpoint that several models start from counts once, under the first one's name
-    llm = pd.concat([llm[llm.stage == 1].drop_duplicates(["domain", "seed", "seconds"]), llm[llm.stage == 2]])
+    llm = pd.concat([llm[llm.stage == 1].drop_duplicates(["domain", "seed", "seconds", "steps", "final_loss"]),
+                     llm[llm.stage == 2]])
     rows = []
     for r in llm.itertuples():
         stage = config[f"stage{r.stage}"]
