@@ -25,7 +25,10 @@ INTRO = ("Every number on this page is read from a results file by `lbr_utils.re
          "CI lies on the claim's side of 0; *contradicted*: on the other side; *inconclusive*: it holds 0. The "
          "claims under one heading are one family: a verdict stands only if its Holm-adjusted p is below 0.05. "
          "Differences are in points (x100); \"paper in CI\" says whether the paper's own difference lies inside "
-         "our CI (a check of size at our scale, not a test of the paper's run).")
+         "our CI (a check of size at our scale, not a test of the paper's run); \"holds over seeds\" checks a "
+         "decided verdict over the seed means alone (a Student-t interval, `lbr_utils.stats.seed_interval`): with "
+         "three seeds the bootstrap's CI is too narrow when seeds disagree, and a \"no: could flip\" is a verdict "
+         "a rerun could overturn.")
 SURVEY_INTRO = ("The survey states directions, not numbers, so there is no paper column. Each chapter's claims "
                 "are judged as above: the paired per-query (per-text, per-example) differences of every seed, a "
                 "hierarchical-bootstrap 95% CI, Holm within the chapter's family; a claim about a model far from "
