@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .stats import NOT_CONVERGED
+from .stats import NOT_CONVERGED, each_run_once
 
 
 # One colour per model or method, in every figure of the book (tab10's hues, fixed by name).
@@ -161,8 +161,7 @@ def learning_curves(training: pd.DataFrame, domains: list[str], models: list[str
                              squeeze=False)
     for col, domain in enumerate(domains):
         runs = training[(training.domain == domain) & training.model.isin(models)]
-        stage1 = runs[runs.stage == 1].drop_duplicates(["seed", "seconds"])
-        stage1 = stage1[stage1.model.isin(stage1.drop_duplicates("seconds").model)]  # one name per checkpoint
+        stage1 = each_run_once(runs[runs.stage == 1])
         panels = {1: (stage1, "loss_curve", "loss", 1, "stage-1 training loss (nats per token)"),
                   2: (runs[runs.stage == 2], "dev_curve", "dev NDCG@10", 100,
                       f"{'stage-2 ' if two else ''}dev NDCG@10 (x100)")}

@@ -12,7 +12,7 @@ import pandas as pd
 
 from .profiles import BUDGET
 from .results import load_results, provenance_line
-from .stats import verdict_counts
+from .stats import display_claims, verdict_counts
 from .studies import CHAPTERS, study
 
 PAGE = "book/reproduction.md"
@@ -51,12 +51,18 @@ def load_records(profile: str) -> dict[str, dict]:
     return records
 
 
+def _shown(table: pd.DataFrame) -> pd.DataFrame:
+    """A judged claim family (it carries CIs and Holm's p) as every chapter page shows it; any other
+    table as it is."""
+    return display_claims(table) if {"ci_low", "ci_high", "p_holm"} <= set(table.columns) else table
+
+
 def _render(title: str, item: pd.DataFrame | str | tuple[str, pd.DataFrame]) -> list[str]:
     """A chapter's claim table under its title (after a paragraph, given as a pair), or a paragraph."""
     if isinstance(item, str):
         return [item, ""]
     paragraph, table = item if isinstance(item, tuple) else (None, item)
-    return [f"### {title}", "", *([paragraph, ""] if paragraph else []), _table(table), ""]
+    return [f"### {title}", "", *([paragraph, ""] if paragraph else []), _table(_shown(table)), ""]
 
 
 def reproduction_page(profile: str = "cpu") -> str:
@@ -85,7 +91,7 @@ def reproduction_page(profile: str = "cpu") -> str:
         if "ch01_baselines" in records:
             sources.insert(0, records["ch01_baselines"])
         lines += [SURVEY_INTRO, "", *[f"- {provenance_line(r)}" for r in sources], "",
-                  _table(pd.concat(survey, ignore_index=True)), ""]
+                  _table(_shown(pd.concat(survey, ignore_index=True))), ""]
     else:
         lines += [f"Not run yet in profile `{profile}`.", ""]
     lines += cost_section(profile)

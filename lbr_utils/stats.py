@@ -444,6 +444,16 @@ def late_models(training: pd.DataFrame, by: Sequence[str] = ("model",), key: str
     return late_groups(pd.DataFrame(runs), by)
 
 
+RUN_IDENTITY = ["domain", "seed", "stage", "seconds", "steps", "final_loss"]  # what tells two training runs apart
+
+
+def each_run_once(training: pd.DataFrame) -> pd.DataFrame:
+    """A chapter's training rows with each training run once, under the first model's name. A stage-1
+    checkpoint that several models start from is trained once but stored in each of their cells (the
+    same time, steps and loss): counted per model it would inflate compute, and draw one curve as many."""
+    return training.drop_duplicates(RUN_IDENTITY)
+
+
 def verdict_counts(families: Mapping[str, pd.DataFrame]) -> str:
     """"N claims: r reproduced, c contradicted, i inconclusive" over claim families (tables with a
     ``verdict`` column)."""
@@ -454,7 +464,7 @@ def verdict_counts(families: Mapping[str, pd.DataFrame]) -> str:
         parts.append(f"{late} not judged (an arm far from convergence)")
     if other := int(verdicts[[v for v in left if not v.endswith(NOT_CONVERGED)]].sum()):
         parts.append(f"{other} not judged (for the reason each gives)")
-    checks = [_seed_check(r) for table in families.values() for r in table.to_dict(orient="records")]
+    checks = [holds_across_seeds(r) for table in families.values() for r in table.to_dict(orient="records")]
     split, checked = checks.count(False), sum(c is not None for c in checks)
     one = split == 1
     tail = (f" ({split} of the {checked} decided verdicts with several seeds {'does' if one else 'do'} not hold over "
@@ -476,14 +486,6 @@ def verdict_lines(table: pd.DataFrame, unit: str = " NDCG@10 points") -> list[st
 
 
 HOLDS = {True: "yes", False: "no: could flip"}  # the page's "holds over seeds" column
-
-
-def _seed_check(row: Mapping[str, object]) -> bool | None:
-    """:func:`holds_across_seeds` of a raw claim row, or read back from a page's table (the report
-    counts verdicts on the tables :func:`display_claims` made)."""
-    if "seed_low" in row:
-        return holds_across_seeds(row)
-    return {text: held for held, text in HOLDS.items()}.get(row.get("holds over seeds"))
 
 
 def fragile(row: Mapping[str, object]) -> str:

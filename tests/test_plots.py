@@ -30,8 +30,10 @@ def test_learning_curves_draw_a_mean_per_model_and_a_stage1_checkpoint_once():
     curve = [{"step": 1, "dev NDCG@10": 0.1}, {"step": 2, "dev NDCG@10": 0.2}]
     loss = [{"step": 1, "loss": 3.0}, {"step": 2, "loss": 2.0}]
     training = pd.DataFrame([
-        {"model": "LLM+IB-GL", "domain": "d", "seed": 0, "stage": 1, "seconds": 5.0, "loss_curve": loss, "dev_curve": []},
-        {"model": "LLM+IB-GL+CL", "domain": "d", "seed": 0, "stage": 1, "seconds": 5.0, "loss_curve": loss, "dev_curve": []},
+        {"model": "LLM+IB-GL", "domain": "d", "seed": 0, "stage": 1, "seconds": 5.0, "steps": 2, "final_loss": 2.0,
+         "loss_curve": loss, "dev_curve": []},
+        {"model": "LLM+IB-GL+CL", "domain": "d", "seed": 0, "stage": 1, "seconds": 5.0, "steps": 2, "final_loss": 2.0,
+         "loss_curve": loss, "dev_curve": []},
         {"model": "LLM+IB-GL+CL", "domain": "d", "seed": 0, "stage": 2, "seconds": 1.0, "loss_curve": [], "dev_curve": curve},
         {"model": "LLM+CL", "domain": "d", "seed": 0, "stage": 2, "seconds": 1.0, "loss_curve": [], "dev_curve": curve}])
     fig = learning_curves(training, ["d"])

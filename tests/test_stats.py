@@ -336,5 +336,16 @@ def test_a_verdict_the_seed_means_do_not_carry_is_flagged_as_one_that_could_flip
     # non-inferiority: "at most 10 points worse" holds over seeds when the seed interval lies above -10
     assert holds_across_seeds(dict(row, margin=10.0)) is True
     assert "1 of the 1 decided verdicts with several seeds does not hold" in verdict_counts({"t": claim_family([row])})
-    # the report counts on the page's tables: the same count from the formatted column
-    assert "1 of the 1 decided verdicts" in verdict_counts({"t": display_claims(claim_family([row]))})
+
+
+def test_each_training_run_counts_once():
+    """A stage-1 checkpoint stored in two models' cells is one run (under the first name); two runs
+    that only share a duration are two. Chapter 5a's compute total sums each run once."""
+    from lbr_utils.stats import each_run_once
+    from lbr_utils.studies.ch05a_lbr_stages import compute_seconds
+
+    shared = {"domain": "d", "seed": 0, "stage": 1, "seconds": 5.0, "steps": 8, "final_loss": 2.0}
+    rows = [dict(shared, model="LLM+IB-GL"), dict(shared, model="LLM+IB-GL+CL"),
+            dict(shared, model="LLM+CL", stage=2, final_loss=0.1), dict(shared, model="LLM+GL+CL", stage=2, final_loss=0.2)]
+    assert each_run_once(pd.DataFrame(rows)).model.tolist() == ["LLM+IB-GL", "LLM+CL", "LLM+GL+CL"]
+    assert compute_seconds(rows) == 15.0 and compute_seconds([]) == 0.0

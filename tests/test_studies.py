@@ -8,13 +8,14 @@ import torch
 
 from lbr_utils.models import build_tiny
 from lbr_utils.profiles import get_profile, lbr_profile
+from lbr_utils.stats import display_claims
 from lbr_utils.studies import CHAPTERS, _lbr_cells, study
 
 
 def survey_claims(records: dict) -> pd.DataFrame:
-    """Every chapter's survey claims from ``records``, as the report gathers them."""
+    """Every chapter's survey claims from ``records``, as the report gathers and shows them."""
     tables = [t for name in CHAPTERS if "survey" in (t := study(name).claims(records))]
-    return pd.concat([t["survey"] for t in tables], ignore_index=True) if tables else pd.DataFrame()
+    return display_claims(pd.concat([t["survey"] for t in tables], ignore_index=True)) if tables else pd.DataFrame()
 
 
 @pytest.mark.parametrize("name", CHAPTERS)

@@ -7,8 +7,10 @@ study module offers the same three things:
 * ``run(profile, **params)``: compute the chapter's numbers and write its results file;
 * ``claims(records)``: the claims its numbers judge, as titled tables (a table, a paragraph, or a
   (paragraph, table) pair), from the loaded results records (its own, and any other chapter's or
-  benchmark's it compares with); ``{}`` when its own record is missing. Survey claims go under the
-  title ``"survey"``, which the report gathers into one table;
+  benchmark's it compares with); ``{}`` when its own record is missing. A judged claim family is
+  given raw (:func:`lbr_utils.stats.claim_family`'s columns): the report formats it as the pages do
+  and counts verdicts on the numbers, not on their text. Survey claims go under the title
+  ``"survey"``, which the report gathers into one table;
 * ``TITLE``: what the report calls it.
 
 Which package modules a chapter's numbers depend on is not declared by hand: it is read from the

@@ -17,7 +17,7 @@ import torch
 from ..pooling import POOL_FNS, build_inputs, get_pooling
 from ..profiles import get_profile
 from ..results import load_tables, save_results, timer
-from ..stats import claim_family, display_claims, judged_claim, per_query_differences
+from ..stats import claim_family, judged_claim, per_query_differences
 from ._pooling_cells import (QUERY_INSTRUCTION, SIMILARITIES, Readings, agreement, geometry, instruction_names, scored,
                              sts)
 from ._pooling_cells import first_layers, variants  # noqa: F401  (the chapter's names: its notebook and tests read them)
@@ -104,4 +104,4 @@ def claims(records: dict[str, dict]) -> dict[str, pd.DataFrame]:
     tables = load_tables(records[NAME])
     if "per_query" not in tables["main"]:  # a results file from before per-query scores: nothing to judge
         return {}
-    return {"survey": display_claims(survey_claims(tables))}
+    return {"survey": survey_claims(tables)}

@@ -21,7 +21,7 @@ from ..contrastive import ContrastiveConfig
 
 from ..profiles import get_profile, lbr_profile
 from ..results import load_tables, save_results, timer
-from ..stats import claim_family, display_claims, judged_claim, late_models, per_query_differences, unconverged
+from ..stats import claim_family, judged_claim, late_models, per_query_differences, unconverged
 from ._contrastive_cells import BASE, MATRYOSHKA_DIMS, base_recipe, cell, recipes
 from ._lbr_cells import run_baseline
 
@@ -155,4 +155,4 @@ def claims(records: dict[str, dict]) -> dict[str, pd.DataFrame]:
     tables = load_tables(records[NAME])
     if "per_query" not in tables["retrieval"]:  # a results file from before per-query scores
         return {}
-    return {"survey": display_claims(survey_claims(tables))}
+    return {"survey": survey_claims(tables)}

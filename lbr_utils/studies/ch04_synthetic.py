@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..profiles import Profile, get_profile, lbr_profile
 from ..results import load_tables, save_results, timer
-from ..stats import claim_family, display_claims, judged_claim, late_models, per_query_differences, unconverged
+from ..stats import claim_family, judged_claim, late_models, per_query_differences, unconverged
 from ._contrastive_cells import base_recipe
 from ._synthetic_cells import (ARMS, CHECKS, LONGER, N_DOCUMENTS, N_NEGATIVES, datasets, synthesised,
                                trained)
@@ -116,4 +116,4 @@ def claims(records: dict[str, dict]) -> dict[str, pd.DataFrame]:
     tables = load_tables(records[NAME])
     if "per_query" not in tables["retrieval"]:  # a results file from before per-query scores
         return {}
-    return {"survey": display_claims(survey_claims(tables))}
+    return {"survey": survey_claims(tables)}

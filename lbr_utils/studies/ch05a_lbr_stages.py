@@ -10,17 +10,19 @@ first make a better embedder than contrastive learning alone, or than ordinary g
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from ..data import DomainSplits, load_domain
 from ..lbr import RATIO, ContrastiveConfig, GenerativeConfig, configs, max_length
 from ..profiles import Profile, get_profile, lbr_profile
 from ..results import load_tables, paper_numbers, save_results, timer
-from ..stats import (FLAT_GAIN, claim_family, display_claims, fmt, fragile, judged_claim, late_groups, mean_std,
-                     per_query_differences, quarter_gain_table, quarter_gains, spearman, to_decide, unconverged, verdict_counts,
-                     verdict_lines)
+from ..stats import (FLAT_GAIN, claim_family, each_run_once, fmt, fragile, judged_claim, late_groups, mean_std,
+                     per_query_differences, quarter_gain_table, quarter_gains, spearman, to_decide, unconverged,
+                     verdict_counts, verdict_lines)
 from ._lbr_cells import BASELINES, collect, run_baseline, run_cell, scale_line
 
 NAME = __name__.rpartition(".")[2]
@@ -94,9 +96,8 @@ def arms(profile: Profile, seed: int) -> list[Arm]:
 
 
 def compute_seconds(training: list[dict]) -> float:
-    """What the training runs behind a chapter's cells took, each counted once: a stage-1 checkpoint
-    that several cells start from appears in each of their rows, with the same time."""
-    return sum({(r["domain"], r["seed"], r["stage"], r["seconds"]): r["seconds"] for r in training}.values())
+    """What the training runs behind a chapter's cells took, each counted once (:func:`each_run_once`)."""
+    return float(each_run_once(pd.DataFrame(training)).seconds.sum()) if training else 0.0
 
 
 def arm_cell(profile: Profile, domain: str, seed: int, name: str, label: str | None = None,
@@ -120,44 +121,38 @@ def run_one(profile: Profile, domain: str, seed: int, show_progress: bool = Fals
     return collect(cells, domain=domain, seed=seed)
 
 
-def compression_table(profile: Profile, domains, seed: int, ratio: float = RATIO) -> list[dict]:
-    """How hard the fixed bottleneck squeezes the texts it reads. k is set by the nominal ``ratio`` and
-    the longest input L (k = ceil((L + 1) / r): the formula keeps room for a BOS, which SmolLM2's
-    tokenizer does not add); a text of n tokens (its BOS counted where there is one) is squeezed by n / k.
-    Stage-1 inputs are questions, mostly far shorter than L: the effective ratio there is the figure
-    to compare with the paper's r."""
+def compression_table(profile: Profile, splits: Mapping[str, DomainSplits], seed: int,
+                      ratios: Sequence[float] = (RATIO,)) -> list[dict]:
+    """How hard the fixed bottleneck squeezes the texts it reads, per domain of ``splits`` and ratio.
+    k is set by the nominal ratio r and the longest input L (k = ceil((L + 1) / r): the formula keeps
+    room for a BOS, which SmolLM2's tokenizer does not add); a text of n tokens (its BOS counted where
+    there is one) is squeezed by n / k. Stage-1 inputs are questions, mostly far shorter than L: the
+    effective ratio there is the figure to compare with the paper's r."""
     from transformers import AutoTokenizer
 
-    from ..data import load_domain
     from ..models import resolve_model_path
     from ..pooling import bos_ids, token_ids
 
     tok = AutoTokenizer.from_pretrained(resolve_model_path(profile.model))
-    k, length = configs(profile, seed, ratio)[1].pooling.k, max_length(profile)
+    length = max_length(profile)
     rows = []
-    for domain in domains:
-        splits = load_domain(domain, profile, seed)
-        for what, texts in [("stage-1 inputs (GL questions)", [r.question for r in splits.gl]),
-                            ("evaluation queries", list(splits.eval.queries.values())),
-                            ("evaluation documents", list(splits.eval.corpus.values()))]:
-            n = np.median([len(bos_ids(tok)) + min(length, len(token_ids(tok, t))) for t in texts])
-            rows.append({"domain": domain, "texts": what, "median tokens": float(n), "r": ratio, "k": k,
-                         "effective ratio n / k": float(n / k)})
+    for domain, split in splits.items():
+        for what, texts in [("stage-1 inputs (GL questions)", [r.question for r in split.gl]),
+                            ("evaluation queries", list(split.eval.queries.values())),
+                            ("evaluation documents", list(split.eval.corpus.values()))]:
+            n = float(np.median([len(bos_ids(tok)) + min(length, len(token_ids(tok, t))) for t in texts]))
+            for ratio in ratios:
+                k = configs(profile, seed, ratio)[1].pooling.k
+                rows.append({"domain": domain, "texts": what, "median tokens": n, "r": ratio, "k": k,
+                             "effective ratio n / k": n / k})
     return rows
 
 
-def split_sizes(profile: Profile, domains, seed: int) -> list[dict]:
+def split_sizes(splits: Mapping[str, DomainSplits]) -> list[dict]:
     """The records each split holds per domain (the code domain is smaller than the profile asks:
     its splits are sized to fit), so a run's steps can be read as epochs of what it trained on."""
-    from ..data import load_domain
-
-    rows = []
-    for domain in domains:
-        splits = load_domain(domain, profile, seed)
-        rows.append({"domain": domain, "gl": len(splits.gl), "cl": len(splits.cl),
-                     "dev": len(splits.dev.queries) if splits.dev else 0, "eval queries": len(splits.eval.queries),
-                     "corpus": len(splits.eval.corpus)})
-    return rows
+    return [{"domain": domain, "gl": len(s.gl), "cl": len(s.cl), "dev": len(s.dev.queries) if s.dev else 0,
+             "eval queries": len(s.eval.queries), "corpus": len(s.eval.corpus)} for domain, s in splits.items()]
 
 
 def exposure(training: pd.DataFrame, splits: pd.DataFrame, config: dict) -> pd.DataFrame:
@@ -167,10 +162,7 @@ def exposure(training: pd.DataFrame, splits: pd.DataFrame, config: dict) -> pd.D
     the training pairs; only the dev curve says whether that still helps. Stage 1 has no dev curve:
     by the study's rule it trains for one epoch of the GL split, whatever its loss is still doing."""
     sizes = splits.set_index("domain")
-    llm = training[training.model.str.startswith("LLM")]
-    # a stage-1 checkpoint that several models start from counts once, under the first one's name
-    llm = pd.concat([llm[llm.stage == 1].drop_duplicates(["domain", "seed", "seconds", "steps", "final_loss"]),
-                     llm[llm.stage == 2]])
+    llm = each_run_once(training[training.model.str.startswith("LLM")])
     rows = []
     for r in llm.itertuples():
         stage = config[f"stage{r.stage}"]
@@ -200,8 +192,9 @@ def run(profile_name: str, domains: tuple[str, ...] = LBR_DOMAINS, seeds: tuple[
         for domain, seed in tqdm(runs, desc="domain x seed", disable=not show_progress):
             for key, rows in run_one(profile, domain, seed).items():
                 out.setdefault(key, []).extend(rows)
-    out["compression"] = compression_table(profile, domains, seeds[0])
-    out["splits"] = split_sizes(profile, domains, seeds[0])
+    splits = {domain: load_domain(domain, profile, seeds[0]) for domain in domains}
+    out["compression"] = compression_table(profile, splits, seeds[0])
+    out["splits"] = split_sizes(splits)
     stage1, stage2 = configs(profile, seeds[0])
     config = {"profile": profile.to_dict(), "domains": list(domains), "stage1": stage1.__dict__,
               "stage2": stage2.to_dict(), "n_generate": profile.n_generate, "generation_domain": GENERATION_DOMAIN,
@@ -463,7 +456,7 @@ def claims(records: dict[str, dict]) -> dict[str, pd.DataFrame]:
     record = records[NAME]
     tables = load_tables(record)
     out = {"scale": scale_line(record)}
-    out |= {title: display_claims(table) for title, table in judged(record).items()}
+    out |= judged(record)
     out["The separation ratio (our definition; the paper names it without defining it)"] = \
         separation_table(tables["separation"], with_arms(tables["retrieval"], record["config"]))
     return out

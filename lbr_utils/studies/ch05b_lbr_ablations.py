@@ -16,8 +16,8 @@ from tqdm.auto import tqdm
 from ..lbr import RATIO, configs
 from ..profiles import Profile, get_profile, lbr_profile
 from ..results import load_tables, paper_numbers, provenance_line, save_results, timer
-from ..stats import (claim_family, claim_row, display_claims, judged_claim, late_groups,
-                     per_query_differences, unconverged, verdict_counts, verdict_lines)
+from ..stats import (claim_family, claim_row, judged_claim, late_groups, per_query_differences, unconverged,
+                     verdict_counts, verdict_lines)
 from . import ch05a_lbr_stages as stages
 from ._lbr_cells import collect, run_cell, scale_line
 
@@ -280,7 +280,7 @@ def claims(records: dict[str, dict]) -> dict[str, pd.DataFrame | str | tuple[str
     if NAME not in records:
         return {}
     out = {"scale": scale_line(records[NAME])}
-    out |= {title: display_claims(table) for title, table in judged(records[NAME]).items()}
+    out |= judged(records[NAME])
     if "bench_ib_gl" in records:
         out["Training step time (benchmarks/bench_ib_gl.py)"] = (provenance_line(records["bench_ib_gl"]),
                                                                  step_time_claims(records["bench_ib_gl"]))

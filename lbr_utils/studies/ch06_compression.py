@@ -16,7 +16,7 @@ import pandas as pd
 
 from ..profiles import get_profile
 from ..results import load_tables, save_results, timer
-from ..stats import claim_family, display_claims, judged_claim, late_models, unconverged
+from ..stats import claim_family, judged_claim, late_models, unconverged
 from ._compression_cells import (CLAIM_RATIO, DOMAIN, N_DEV, N_DEV_RECONSTRUCT, N_TEST, RATIOS, REPEATS,
                                  compression_config, quality_cell, timing_cell, timing_plan)
 
@@ -120,4 +120,4 @@ def claims(records: dict[str, dict]) -> dict[str, pd.DataFrame]:
     tables = load_tables(records[NAME])
     if "per_example" not in tables["quality"]:  # a results file from before per-example scores
         return {}
-    return {"survey": display_claims(survey_claims(tables))}
+    return {"survey": survey_claims(tables)}

@@ -20,7 +20,7 @@ import pandas as pd
 from ..invert import InversionConfig, ProbeConfig
 from ..profiles import get_profile
 from ..results import load_tables, save_results, timer
-from ..stats import claim_family, display_claims, hierarchical_bootstrap, judged_claim, late_models, unconverged
+from ..stats import claim_family, hierarchical_bootstrap, judged_claim, late_models, unconverged
 from ._inversion_cells import (ATTACKS, DECODER_EPOCHS, DECODER_TOKENS, EMBEDDERS, N_SECRET, NOISE_SCALES, cell,
                                noisy_corpus_embedder, recovered)
 
@@ -135,4 +135,4 @@ def claims(records: dict[str, dict]) -> dict[str, pd.DataFrame]:
     tables = load_tables(records[NAME])
     if "attack" not in tables["inversion"]:  # a results file from before the three attacks
         return {}
-    return {"survey": display_claims(survey_claims(tables))}
+    return {"survey": survey_claims(tables)}
