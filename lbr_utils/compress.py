@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import random
-import time
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
@@ -26,8 +25,8 @@ import torch
 
 from .batching import IndexBatcher
 from .data import QARecord
-from .generate import decode_greedy, generation_scores, greedy_generate, prefill
-from .lbr import build_generative_batch, generative_loss
+from .generate import generation_scores, greedy_generate
+from .lbr import build_generative_batch, target_token_losses
 from .masks import bottleneck_count
 from .models import add_bottleneck_tokens
 from .pooling import bos_ids, token_ids
@@ -167,11 +166,21 @@ def draw_reading(rng: random.Random, cfg: CompressionConfig) -> tuple[str, float
     return mode, cfg.dev_ratio if rng.random() < cfg.focus_share else rng.choice(cfg.ratios)
 
 
+def example_mean_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Each row's mean next-token loss over its target, averaged over rows: every example weighs the
+    same. A mean over all target tokens would give a QA row (a code of about 7 tokens) a fifth of a
+    reconstruction row's say (a card of about 32), and a mixed batch would mostly teach reconstruction."""
+    losses, targets = target_token_losses(model, batch), (batch["labels"] != -100)
+    per_row = losses.sum(1) / targets.sum(1).clamp(min=1)
+    return per_row[targets.any(1)].mean()
+
+
 def train_compressor(model, tokenizer, examples: list[Example], cfg: CompressionConfig, show_progress: bool = True,
                      dev: Mapping[str, list[Example]] | None = None) -> TrainResult:
     """Full fine-tuning on the three reading modes, a mode and ratio drawn per example and step, in
-    the order of :func:`curriculum`. With ``dev`` (task -> examples) and ``cfg.eval_every``, the
-    curve holds each task's compressed and truncated score at ``cfg.dev_ratio`` (as fractions)."""
+    the order of :func:`curriculum`, every example weighing the same (:func:`example_mean_loss`). With ``dev`` (task -> examples) and ``cfg.eval_every``, the
+    curve holds each task's compressed and truncated score at ``cfg.dev_ratio`` (as fractions) and
+    their target loss (``"<task>, <mode>, loss"``, :func:`dev_loss`)."""
     add_bottleneck_tokens(model, tokenizer, cfg.max_bottleneck)
     examples_at = curriculum(examples, cfg)
     device = next(model.parameters()).device
@@ -184,17 +193,35 @@ def train_compressor(model, tokenizer, examples: list[Example], cfg: Compression
         return {k: v.to(device) for k, v in batch.items()}
 
     def evaluate(step: int) -> dict:
-        return {f"{task}, {mode}": evaluate_reading(model, tokenizer, items, mode, cfg.dev_ratio, cfg)["score"]
-                for task, items in dev.items() for mode in ("compressed", "truncated")}
+        return {f"{task}, {mode}{what}": value for task, items in dev.items() for mode in ("compressed", "truncated")
+                for what, value in (("", evaluate_reading(model, tokenizer, items, mode, cfg.dev_ratio, cfg)["score"]),
+                                    (", loss", dev_loss(model, tokenizer, items, mode, cfg)))}
 
     # A flat rate after warmup: a dev curve that flattens then means the model stopped learning, not
     # that a decaying rate stopped it. An early dev point shows where the curve starts.
     curve = bool(dev and cfg.eval_every)
-    return train(model, lambda batch: generative_loss(model, batch), batch_at,
+    return train(model, lambda batch: example_mean_loss(model, batch), batch_at,
                  TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup_steps=max(1, cfg.steps // 10), seed=cfg.seed,
                              show_progress=show_progress, schedule="constant", eval_every=cfg.eval_every if curve else 0,
                              eval_at=(max(1, cfg.eval_every // 4),) if curve else ()),
                  evaluate=evaluate if curve else None)
+
+
+@torch.no_grad()
+def dev_loss(model, tokenizer, examples: list[Example], mode: str, cfg: CompressionConfig) -> float:
+    """Teacher-forced next-token loss (nats per target token) of ``examples`` read in ``mode`` at
+    ``cfg.dev_ratio``: a learning curve that moves while exact match still reads 0 (a model can come
+    closer to an answer long before it writes the whole of it)."""
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    for i in range(0, len(examples), cfg.batch_size):
+        rows, ratios = zip(*[as_training_row(tokenizer, e, mode, cfg.dev_ratio, cfg.max_input)
+                             for e in examples[i:i + cfg.batch_size]])
+        batch = build_generative_batch(tokenizer, rows, cfg.max_input, cfg.max_target, list(ratios))
+        batch = {k: v.to(device) for k, v in batch.items()}
+        total += float(target_token_losses(model, batch).sum())
+        count += int((batch["labels"] != -100).sum())
+    return total / max(1, count)
 
 
 def _normalise(text: str) -> str:
@@ -210,7 +237,9 @@ def token_accuracy(tokenizer, hypothesis: str, reference: str) -> float:
 def evaluate_reading(model, tokenizer, examples: list[Example], mode: str, ratio: float, cfg: CompressionConfig,
                      show_progress: bool = False) -> dict[str, float]:
     """Reconstruction (BLEU-4, ROUGE-L, token accuracy) or QA (exact match) scores of one reading mode
-    (x100), and the task's own metric per example (``per_example``, a fraction; ``score`` its mean)."""
+    (x100), the task's own metric per example (``per_example``, a fraction; ``score`` its mean), and
+    what the model wrote (``hypotheses``; reconstruction also each one's ROUGE-L), so a score of 0
+    can be read: a wrong code, another fact's, or no answer at all."""
     if not examples:
         raise ValueError("no examples to evaluate")
     task = examples[0].task
@@ -222,36 +251,11 @@ def evaluate_reading(model, tokenizer, examples: list[Example], mode: str, ratio
                            suffixes=suffixes, show_progress=show_progress)
     if task == "qa":
         per = [float(_normalise(h) == _normalise(e.answer)) for h, e in zip(hyps, examples)]
-        return {"exact_match": 100 * float(np.mean(per)), "per_example": per, "score": float(np.mean(per))}
+        return {"exact_match": 100 * float(np.mean(per)), "per_example": per, "score": float(np.mean(per)),
+                "hypotheses": hyps}
     refs = [tokenizer.decode(token_ids(tokenizer, e.passage)[:cfg.max_target]) for e in examples]
     per = [token_accuracy(tokenizer, h, r) for h, r in zip(hyps, refs)]
-    return {**generation_scores(hyps, refs), "token_accuracy": 100 * float(np.mean(per)), "per_example": per,
-            "score": float(np.mean(per))}
-
-
-def cache_bytes(cache) -> int:
-    """Bytes held by a transformers KV cache (keys and values of every layer)."""
-    return sum(layer.keys.numel() * layer.keys.element_size() + layer.values.numel() * layer.values.element_size()
-               for layer in cache.layers)
-
-
-@torch.no_grad()
-def decoding_cost(model, tokenizer, passage: str, ratio: float | None, new_tokens: int = 32) -> dict[str, float]:
-    """Time per generated token, end to end (prefill + ``new_tokens`` decoding steps) and KV-cache size
-    when decoding after ``passage``, full (``ratio=None``) or compressed into ``ceil(len / ratio)``
-    bottleneck tokens. The compressed prefill still reads the whole passage (and the bottleneck), so
-    compression pays per token only: end to end it wins once the answer is long enough, or when one
-    compressed cache serves many answers. Quality does not matter here, only what each step attends to."""
-    n = len(token_ids(tokenizer, passage))
-    start = time.perf_counter()
-    logits, cache, position = prefill(model, tokenizer, passage, n, ratio)
-    prefill_s = time.perf_counter() - start
-    size = cache_bytes(cache)
-    start = time.perf_counter()
-    generated = decode_greedy(model, logits, cache, position, new_tokens)[0]  # no stop token: exactly new_tokens
-    decode_s = time.perf_counter() - start
-    if len(generated) != new_tokens:  # equal work: both readings decode the same number of tokens
-        raise RuntimeError(f"decoded {len(generated)} tokens, not {new_tokens}")
-    return {"passage_tokens": n, "cache_entries": cache.get_seq_length() - new_tokens, "cache_mib": size / 2**20,
-            "prefill_s": prefill_s, "decode_s": decode_s, "ms_per_token": 1000 * decode_s / new_tokens,
-            "end_to_end_s": prefill_s + decode_s}
+    scores = generation_scores(hyps, refs, per_question=True)
+    return {"BLEU-4": scores["BLEU-4"], "ROUGE-L": scores["ROUGE-L"],
+            "ROUGE-L per example": scores["ROUGE-L per question"], "token_accuracy": 100 * float(np.mean(per)), "per_example": per, "score": float(np.mean(per)),
+            "hypotheses": hyps}

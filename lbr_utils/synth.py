@@ -26,9 +26,11 @@ from .text import jaccard, words
 # with a new "Text: ..." block, i.e. it copied the document instead of writing a query.)
 FEW_SHOT = {
     "query": ("Write a short search query that a person would type to find the text. Reply with the query only.",
+              # The last example is what SmolLM2-135M echoes most: a medical one there began a quarter of
+              # its medical queries ("adult onset diabetes ..."), so the last is from another domain.
               [("Fracture of humerus", "broken upper arm bone"),
-               ("sorted(iterable) returns a new sorted list", "python sort a list"),
-               ("Type 2 diabetes mellitus without complications", "adult onset diabetes no complications")]),
+               ("Type 2 diabetes mellitus without complications", "adult onset diabetes no complications"),
+               ("sorted(iterable) returns a new sorted list", "python sort a list")]),
     "paraphrase": ("Rewrite the term in other words with the same meaning. Reply with the rewrite only.",
                    [("heart attack", "myocardial infarction"), ("broken arm", "fracture of the arm")]),
     # A sibling, not a variant: asked for "similar but different", SmolLM2-135M mostly returned the text
@@ -171,9 +173,10 @@ def consistency_filter(embed, records: Sequence[QARecord], pool: Sequence[str] |
 # What a small writer gets wrong, caught before training: near-copies posing as negatives, and
 # degenerate repetitions posing as queries.
 
-# A unit of 2-8 characters repeated at least four times in a row ("A.A.A.A.", "-11-11-11-11"), or one
-# punctuation mark six times: "10000" or an ellipsis "...." stay ordinary text.
-_REPEATED_UNIT = re.compile(r"(.{2,8}?)\1{3,}|([^\w\s])\2{5,}")
+# A unit of 2-8 characters repeated at least four times in a row ("A.A.A.A.", "-11-11-11-11"), one of 3-8
+# three times (a loop cut short by the token limit: "(IVA-IVA-IVA-"), or one punctuation mark six times:
+# "10000" or an ellipsis "...." stay ordinary text.
+_REPEATED_UNIT = re.compile(r"(.{2,8}?)\1{3,}|(.{3,8}?)\2{2,}|([^\w\s])\3{5,}")
 
 
 def _repeats_a_phrase(tokens: list[str]) -> bool:
@@ -190,6 +193,20 @@ def degenerate(text: str, min_distinct: float = 0.5) -> bool:
     tokens = re.findall(r"\w+", text.lower())
     return (bool(_REPEATED_UNIT.search(text)) or _repeats_a_phrase(tokens)
             or (len(tokens) >= 4 and len(set(tokens)) / len(tokens) < min_distinct))
+
+
+def _word_grams(text: str, n: int) -> set[tuple[str, ...]]:
+    tokens = re.findall(r"\w+", text.lower())
+    return {tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)}
+
+
+def echoes_example(text: str, document: str, kind: str = "query", n: int = 3) -> bool:
+    """Does ``text`` repeat a few-shot example's answer (``n`` words in a row of it) that its own
+    document does not hold? A small writer copies the prompt's last answer into queries for unrelated
+    documents ("adult onset diabetes with excess of blasts" for an anaemia); a query about a diabetes
+    card may say "adult onset diabetes" and is not an echo."""
+    examples = set().union(*(_word_grams(answer, n) for _, answer in FEW_SHOT[kind][1]))
+    return bool((_word_grams(text, n) & examples) - _word_grams(document, n))
 
 
 def near_copies(negatives: Sequence[str], positives: Sequence[str], threshold: float = 0.7,

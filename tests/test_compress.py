@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from lbr_utils.compress import (RECONSTRUCT_PROMPT, CompressionConfig, Example, as_training_row, decoding_cost,
-                                evaluate_reading, qa_examples, token_accuracy, train_compressor, truncate)
+from lbr_utils.compress import (RECONSTRUCT_PROMPT, CompressionConfig, Example, as_training_row, dev_loss,
+                                evaluate_reading, example_mean_loss, qa_examples, token_accuracy, train_compressor, truncate)
+from lbr_utils.costs import cpu_ticks, decoding_cost
 from lbr_utils.data import QARecord
-from lbr_utils.lbr import build_generative_batch
+from lbr_utils.lbr import build_generative_batch, generative_loss, target_token_losses
 from lbr_utils.masks import BOTTLENECK, INPUT, TARGET
 from lbr_utils.models import add_bottleneck_tokens, build_tiny
 from lbr_utils.pooling import bos_ids
@@ -74,6 +75,25 @@ def test_bad_compression_ratios_are_clear_errors():
         CompressionConfig(ratios=())
 
 
+def test_every_example_weighs_the_same_in_the_compressor_loss():
+    """A short answer and a long passage: the loss is the mean of the two rows' own means, not the
+    mean over all their tokens (which the long row would dominate)."""
+    model, tok = build_tiny()
+    rows = [("a passage", " Q:", "J45"), ("another passage", RECONSTRUCT_PROMPT, "a much longer text to write out in full")]
+    batch = build_generative_batch(tok, rows, 16, 16, None)
+    with torch.no_grad():
+        losses, targets = target_token_losses(model, batch), batch["labels"] != -100
+        by_row = [float(losses[i][targets[i]].mean()) for i in range(2)]
+        assert targets[0].sum() < targets[1].sum()
+        assert float(example_mean_loss(model, batch)) == pytest.approx(np.mean(by_row), rel=1e-5)
+        assert float(example_mean_loss(model, batch)) != pytest.approx(float(generative_loss(model, batch)), rel=1e-3)
+
+
+def test_busy_cores_count_the_ticks_other_work_took():
+    """/proc/stat's first line: user nice system idle iowait ...; idle and iowait are not busy."""
+    assert cpu_ticks("cpu  10 0 5 80 5 0 0 0 0 0\ncpu0 ...") == (15, 100)
+
+
 def test_token_accuracy_by_hand():
     _, tok = build_tiny()
     assert token_accuracy(tok, PASSAGE, PASSAGE) == 1.0
@@ -96,6 +116,9 @@ def test_the_full_passage_is_the_ceiling_of_a_compressor_trained_on_all_modes():
     full = evaluate_reading(model, tok, examples, "full", 1.0, cfg)
     truncated = evaluate_reading(model, tok, examples, "truncated", 4.0, cfg)
     assert full["token_accuracy"] > 90 and full["token_accuracy"] > truncated["token_accuracy"] + 5
+    # what was written is kept with its per-example ROUGE-L, so a low score can be read
+    assert len(full["hypotheses"]) == len(full["ROUGE-L per example"]) == len(examples)
+    assert np.mean(full["ROUGE-L per example"]) == pytest.approx(full["ROUGE-L"])
 
 
 def test_the_curriculum_reconstructs_first_and_the_dev_curve_is_recorded():
@@ -115,6 +138,12 @@ def test_the_curriculum_reconstructs_first_and_the_dev_curve_is_recorded():
     assert [p["step"] for p in result.curve] == [1, 3, 6]  # an early point shows where the curve starts
     assert set(result.curve[0]) >= {"qa, compressed", "qa, truncated", "reconstruct, compressed"}
     assert all(0.0 <= p["reconstruct, truncated"] <= 1.0 for p in result.curve)
+    # the dev loss is the training loss of the same rows (one batch here), in nats per target token
+    rows, ratios = zip(*[as_training_row(tok, e, "compressed", cfg.dev_ratio, cfg.max_input) for e in dev["qa"]])
+    batch = build_generative_batch(tok, rows, cfg.max_input, cfg.max_target, list(ratios))
+    with torch.no_grad():
+        assert dev_loss(model, tok, dev["qa"], "compressed", cfg) == pytest.approx(float(generative_loss(model, batch)))
+    assert result.curve[-1]["qa, compressed, loss"] > 0
     full = decoding_cost(model, tok, PASSAGE * 3, None, new_tokens=2)
     assert full["end_to_end_s"] == pytest.approx(full["prefill_s"] + full["decode_s"])
 

@@ -123,6 +123,24 @@ def test_a_bag_of_words_probe_reads_words_that_the_vector_encodes():
     own = np.mean([set_scores(g, words(t))["f1"] for g, t in zip(probe.predict(test_vecs), test_texts)])
     other = np.mean([set_scores(g, words(t))["f1"] for g, t in zip(probe.predict(np.roll(test_vecs, 1, 0)), test_texts)])
     assert own > 0.8 and other < 0.3
+    # vectors that carry no words: the held-out loss turns up early, and training keeps that epoch
+    blind = BagOfWordsProbe(ProbeConfig(epochs=300)).fit(train_texts, rng.normal(size=train_vecs.shape))
+    assert blind.epochs_kept < 300 and blind.held_out_f1 < probe.held_out_f1
+
+
+def test_the_attacker_keeps_the_probe_that_recovers_more_of_his_held_out_texts():
+    import numpy as np
+
+    from lbr_utils.invert import ProbeConfig, best_probe
+
+    rng = np.random.default_rng(1)
+    vocab = [f"w{i}" for i in range(30)]
+    texts = [" ".join(rng.choice(vocab, size=4, replace=False)) for _ in range(300)]
+    # a word is present when its coordinate is positive: a threshold a linear probe reads directly
+    vecs = np.stack([[1.0 if w in t.split() else -1.0 for w in vocab] for t in texts]) + rng.normal(0, 0.3, (300, 30))
+    candidates = (ProbeConfig(hidden=0), ProbeConfig(hidden=8, lr=1e-2))
+    chosen = best_probe(texts, vecs, candidates=candidates)
+    assert chosen.held_out_f1 == max(best_probe(texts, vecs, candidates=(c,)).held_out_f1 for c in candidates)
 
 
 def test_nearest_neighbour_inversion_returns_the_closest_public_text():

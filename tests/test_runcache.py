@@ -120,3 +120,11 @@ def test_a_chapters_claims_and_prose_are_outside_its_cells_keys(cells, chapter):
     module, where claims and page helpers change most, is not in it."""
     closure = module_closure([f"lbr_utils.studies.{cells}"])
     assert f"lbr_utils.studies.{chapter}" not in closure and f"lbr_utils.studies.{cells}" in closure
+
+
+def test_retaking_chapter_6s_timing_keeps_its_trained_compressors():
+    """A timing is retaken on an idle machine in minutes; the compressors took hours: the quality
+    cells' key must not cover the timing code."""
+    quality = module_closure(["lbr_utils.studies._compression_cells"])
+    assert not {"lbr_utils.costs", "lbr_utils.studies._timing_cells"} & quality
+    assert "lbr_utils.costs" in module_closure(["lbr_utils.studies._timing_cells"])

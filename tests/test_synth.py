@@ -101,11 +101,25 @@ def test_degenerate_generations_are_caught_and_ordinary_ones_kept():
     from lbr_utils.synth import degenerate
 
     for text in ["(IUI)\n\nA.I.P.A.A.A.A.A.A.A.A.A.A.", ",-2014-11-11-11-11-11-11-11-11-1", "the the the the the the",
-                 "mood disorder with psychotic symptoms, Hallucinogen use, unspecified, Hallucinogen use, unspecified"]:
+                 "mood disorder with psychotic symptoms, Hallucinogen use, unspecified, Hallucinogen use, unspecified",
+                 "complications in the puerperium, unspecified (IVA-IVA-IVA-"]:  # a loop the token limit cut short
         assert degenerate(text), text
     for text in ["broken upper arm bone", "python sort a list", "Displacement of intrathecal infusion pump",
                  "dose of 10000 units", "encounter (ICD-10-CM Z00.00) ...."]:
         assert not degenerate(text), text
+
+
+def test_a_query_that_echoes_a_prompt_example_is_caught_unless_its_document_says_it_too():
+    from lbr_utils.data import QARecord
+    from lbr_utils.studies._synthetic_cells import _quotes_code
+    from lbr_utils.synth import echoes_example
+
+    anaemia = "Refractory anemia with excess of blasts (ICD-10-CM D46.20; Refractory anemia)"
+    assert echoes_example("adult onset diabetes with excess of blasts", anaemia)
+    assert not echoes_example("adult onset diabetes", "Adult onset diabetes, type 2 (ICD-10-CM E11.9; Diabetes)")
+    assert not echoes_example("anemia with too many blasts", anaemia)
+    card = QARecord(id="q", domain="medical", question="?", answer=anaemia, entity="D46.20", group="D46")
+    assert _quotes_code("anemia d46.20 blasts", card) and not _quotes_code("anemia with blasts", card)
 
 
 def test_near_copies_are_flagged_and_mined_negatives_are_never_the_positive():
@@ -146,7 +160,8 @@ def test_chapter4_training_sets_share_documents_and_sizes():
 
     rows = [{"id": f"d{i}", "entity": f"e{i}", "group": "g", "document": f"doc {i}", "human question": f"human {i}",
              "query": "" if i == 5 else f"synthetic {i}", "empty": i == 5, "degenerate": i == 4,
-             "copies its document": False, "not consistent": i == 3, "kept": i < 3} for i in range(6)]
+             "echoes a prompt example": i == 6, "copies its document": False, "quotes its document's code": i == 7,
+             "not consistent": i == 3, "kept": i < 3} for i in range(8)]
     sets = datasets(rows, "medical", seed=0)
     answers = {name: sorted(r.answer for r in recs) for name, recs in sets.items()}
     assert answers["human"] == answers["synthetic"] == ["doc 0", "doc 1", "doc 2"]
@@ -157,4 +172,4 @@ def test_chapter4_training_sets_share_documents_and_sizes():
     assert len(mix) == 3 and len({r.answer for r in mix}) == 3
     assert sorted(r.question.split()[0] for r in mix) == ["human", "synthetic", "synthetic"]
     table = funnel(pd.DataFrame(rows).assign(seed=0))
-    assert table[0].tolist() == [6, 5, 4, 4, 3] and table["share of written"].iloc[-1] == pytest.approx(0.5)
+    assert table[0].tolist() == [8, 7, 6, 5, 5, 4, 3] and table["share of written"].iloc[-1] == pytest.approx(3 / 8)

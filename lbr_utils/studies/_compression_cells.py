@@ -1,17 +1,16 @@
 """Chapter 6's computation, apart from its presentation: per seed, a compressor trained with its
-curriculum and scored on every reading; once, the decoding timings. Cached cells, in their own
-module so that the chapter's claims and prose can change without invalidating the runs."""
+curriculum and scored on every reading. Cached cells, in their own module so that the chapter's
+claims and prose can change without invalidating the runs (the decoding timings, which these do not
+need, are cells of their own: ``_timing_cells``)."""
 
 from __future__ import annotations
 
 import gc
-import os
 from dataclasses import replace
 
-from ..compress import (CompressionConfig, decoding_cost, evaluate_reading, qa_examples, reconstruction_examples,
-                        train_compressor)
+from ..compress import CompressionConfig, evaluate_reading, qa_examples, reconstruction_examples, train_compressor
 from ..data import load_domain
-from ..models import add_bottleneck_tokens, load_causal_lm
+from ..models import load_causal_lm
 from ..pooling import token_ids
 from ..profiles import Profile
 from ..runcache import cache_key, cached_json, code_fingerprint
@@ -24,13 +23,6 @@ CLAIM_RATIO = 8.0
 # token accuracy averages over a passage's tokens, so 50 passages give a curve as steady at half the cost
 # (the dev curve's greedy decoding was about a quarter of a seed's time).
 N_TEST, N_DEV, N_DEV_RECONSTRUCT = 100, 100, 50
-REPEATS = 5  # timings per (passage length, reading)
-
-
-def timing_plan(profile: Profile) -> tuple[tuple[int, ...], int]:
-    """Passage lengths to time (2, 8 and 16 times the profile's text length: 256-2048 tokens at
-    `cpu`) and the answer length (half the text length: 64 tokens at `cpu`, a couple of sentences)."""
-    return tuple(f * profile.max_length for f in (2, 8, 16)), profile.max_length // 2
 
 
 def compression_config(profile: Profile, seed: int) -> CompressionConfig:
@@ -86,34 +78,6 @@ def _quality(profile: Profile, seed: int) -> dict[str, list]:
     return {"quality": rows, "training": training}
 
 
-def _timing(profile: Profile) -> dict[str, list]:
-    lengths, answer = timing_plan(profile)
-    model, tok = load_causal_lm(profile.model)
-    add_bottleneck_tokens(model, tok, max(lengths) // int(CLAIM_RATIO) + 1)
-    splits = load_domain(DOMAIN, profile, 0)
-    long_text = " ".join(r.answer for r in splits.eval_records + splits.gl + splits.cl)
-    ids = tok(long_text, add_special_tokens=False)["input_ids"]
-    if len(ids) < max(lengths):
-        raise ValueError(f"the domain's text holds {len(ids)} tokens, fewer than {max(lengths)}")
-    rows = []
-    for n in lengths:
-        passage = tok.decode(ids[:n])
-        for ratio in (None, CLAIM_RATIO):  # warm up the kernels of both readings at this length
-            decoding_cost(model, tok, passage, ratio, new_tokens=2)
-        for repeat in range(REPEATS):
-            # Alternate which reading goes first, so neither always runs on a cache the other warmed.
-            for ratio in ((None, CLAIM_RATIO) if repeat % 2 == 0 else (CLAIM_RATIO, None)):
-                rows.append({"reading": "full" if ratio is None else f"compressed (r={CLAIM_RATIO:g})",
-                             "repeat": repeat, "answer_tokens": answer, "load_average": os.getloadavg()[0],
-                             **decoding_cost(model, tok, passage, ratio, new_tokens=answer)})
-    return {"decoding": rows}
-
-
 def quality_cell(profile: Profile, seed: int) -> dict[str, list]:
     key = cache_key(code_fingerprint(__name__), part="quality", profile=profile.to_dict(), seed=seed)
     return cached_json("ch06_cells", key, lambda: _quality(profile, seed))
-
-
-def timing_cell(profile: Profile) -> dict[str, list]:
-    key = cache_key(code_fingerprint(__name__), part="timing", profile=profile.to_dict())
-    return cached_json("ch06_cells", key, lambda: _timing(profile))

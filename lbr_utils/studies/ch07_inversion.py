@@ -2,9 +2,11 @@
 
 Threat model: an attacker holds leaked document embeddings and can query the same embedder, so he
 can embed any text of the domain himself: the training-split answers are his "public" texts. Four
-attacks read the evaluation-split texts' vectors (entities no public text mentions): a bag-of-words
-probe (vector -> the words of its text), the same probe trained on vectors noised like the stored
-ones (an attacker who knows the defence), nearest-neighbour inversion (the closest public text), and
+attacks read the evaluation-split texts' vectors (conditions no public text is about, though a public
+text may share a secret's ICD chapter or a word of its name): a bag-of-words probe (vector -> the
+words of its text; linear or MLP, whichever recovers more of the attacker's own held-out texts), the
+same probe trained on vectors noised like the stored ones (an attacker who knows the defence),
+nearest-neighbour inversion (the closest public text), and
 a trained decoder (vector -> soft prefix -> SmolLM2 writes the text). Each is scored in words of the
 secret text recovered (F1), against its own floor: the same attack on *another* text's vector, which
 is what the domain's shared template gives without any leak. The defence adds Gaussian noise to the
@@ -17,16 +19,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..invert import InversionConfig, ProbeConfig
+from ..invert import PROBES, InversionConfig
 from ..profiles import get_profile
 from ..results import load_tables, save_results, timer
 from ..stats import claim_family, hierarchical_bootstrap, judged_claim, late_models, unconverged
-from ._inversion_cells import (ATTACKS, DECODER_EPOCHS, DECODER_TOKENS, EMBEDDERS, N_SECRET, NOISE_SCALES, cell,
-                               noisy_corpus_embedder, recovered)
+from ._inversion_cells import DECODER_EPOCHS, DECODER_TOKENS, EMBEDDERS, N_SECRET, NOISE_SCALES, cell, recovered
 
 NAME = __name__.rpartition(".")[2]
 TITLE = "Embedding inversion (chapter 7)"
 UTILITY_LOSS = 2.0  # NDCG@10 points a practitioner would give up for privacy
+PROBE = "bag-of-words probe"
 ADAPTIVE = "adaptive probe"  # the probe refit on noised vectors: at noise 0 the probe itself
 
 
@@ -44,7 +46,8 @@ def run(profile_name: str, domain: str = "medical", seeds: tuple[int, ...] | Non
               # The decoder's settings as the cells use them (its steps: epochs x attacker texts / batch, per training row).
               "decoder": {"epochs": DECODER_EPOCHS, **{k: v for k, v in InversionConfig(
                   batch_size=profile.batch_size, max_length=DECODER_TOKENS).__dict__.items() if k not in ("steps", "seed")}},
-              "probe": ProbeConfig().__dict__, "utility_loss": UTILITY_LOSS, "secret_texts": N_SECRET}
+              "probes": [{k: v for k, v in cfg.__dict__.items() if k != "seed"} for cfg in PROBES],
+              "utility_loss": UTILITY_LOSS, "secret_texts": N_SECRET}
     save_results(NAME, profile_name, out, config, list(seeds), t["seconds"])
     return {k: pd.DataFrame(v) for k, v in out.items()}
 
@@ -90,10 +93,11 @@ def _by_seed(rows: pd.DataFrame) -> dict[int, np.ndarray]:
 def survey_claims(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """One Holm family, per embedder: does each attack recover more than the template from clean
     vectors, does the noise a practitioner could afford (at most ``UTILITY_LOSS`` NDCG@10 points,
-    itself judged per query) halve each attack's leak? "Halve" per text: noisy leak - clean leak / 2 < 0. Every attack is
-    judged (the defence holds only where it holds against all of them): picking the strongest from
-    the same texts would favour the defence. Where no noise is affordable, nothing is judged; a
-    decoder far from convergence is not judged (the rule of every chapter)."""
+    itself judged per query) halve each attack's leak? "Halve" per text: noisy leak - clean leak / 2 < 0.
+    Every attack is judged (the defence holds only where it holds against all of them): picking the
+    strongest from the same texts would favour the defence. Where no noise is affordable, or an attack
+    shows no clean leak (the adaptive probe's is the probe's), its halving is not judged: halving
+    nothing is no defence. A decoder far from convergence is not judged (the rule of every chapter)."""
     leaks = leak(tables["inversion"])
     retrieval = tables["retrieval"]
     noise = usable_noise(retrieval)
@@ -108,19 +112,24 @@ def survey_claims(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
             rows.append(judged_claim(f"noise at {noise[name]:g} costs retrieval at most {UTILITY_LOSS:g} NDCG@10 points",
                                      {s: noisy[s] - clean[s] for s in clean}, +1, margin=UTILITY_LOSS / 100,
                                      source="practice: noise as a defence", embedder=name))
+        shown = {}  # attack -> its clean leak's verdict before Holm: a halving needs a leak to halve
         for attack in ours.attack.unique():
             at = ours[ours.attack == attack]
             clean = _by_seed(at[at.noise == 0])
             if attack != ADAPTIVE:  # on clean vectors the adaptive probe is the probe itself: no twin claim
-                rows.append(unconverged(judged_claim(f"stored embeddings leak their text: the {attack} recovers more "
-                                                     "words than the template", clean, +1,
-                                                     source="survey, embedding understanding", embedder=name, a=attack),
-                                        still_learning))
+                row = unconverged(judged_claim(f"stored embeddings leak their text: the {attack} recovers more "
+                                               "words than the template", clean, +1,
+                                               source="survey, embedding understanding", embedder=name, a=attack),
+                                  still_learning)
+                shown[attack] = row["verdict"]
+                rows.append(row)
             text = (f"noise at {noise[name]:g} (at most {UTILITY_LOSS:g} NDCG@10 points lost) halves the {attack}'s "
                     "leak")
-            if noise[name] == 0:
+            reason = ("no noise within the retrieval budget" if noise[name] == 0 else "no clean leak to halve"
+                      if shown.get(PROBE if attack == ADAPTIVE else attack) in ("contradicted", "inconclusive") else None)
+            if reason:
                 rows.append({**judged_claim(text, {}, -1, embedder=name), "source": "practice: noise as a defence",
-                             "verdict": "not judged: no noise within the retrieval budget"})
+                             "verdict": f"not judged: {reason}"})
                 continue
             noisy = _by_seed(at[at.noise == noise[name]])
             rows.append(unconverged(judged_claim(text, {s: v - clean[s] / 2 for s, v in noisy.items()}, -1,
