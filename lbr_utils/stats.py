@@ -499,12 +499,25 @@ def fragile(row: Mapping[str, object]) -> str:
             f"[{row['seed_low']:+.1f}, {row['seed_high']:+.1f}], which does not clear {against}: a rerun could flip it")
 
 
+def held_back_by_holm(row: Mapping[str, object]) -> bool:
+    """An inconclusive claim whose own CI already clears 0 (-margin): only the family's Holm correction
+    keeps it undecided, so more seeds are not what it lacks."""
+    return row["verdict"] == "inconclusive" and (n := seeds_to_decide(row)) is not None and n <= int(row["seeds"])
+
+
 def to_decide(row: Mapping[str, object]) -> str:
     """What an inconclusive claim would need, as a clause ("; deciding it would take about n seeds at
-    this effect size", :func:`seeds_to_decide`); empty for any other verdict."""
+    this effect size", :func:`seeds_to_decide`, and which way it would go when that is against the
+    claim), or, where only Holm holds it back (:func:`held_back_by_holm`), which way it leans; empty for
+    any other verdict."""
     if row["verdict"] != "inconclusive" or not (n := seeds_to_decide(row)):
         return ""
-    return (f"; deciding it would take about {n} seed{'s' * (n != 1)} at this effect size" if n <= 30 else
+    against = (float(row["ours"]) + float(row.get("margin") or 0)) * (row.get("expected_sign") or 1) < 0
+    if held_back_by_holm(row):
+        return (f"; its own CI clears 0, but not after Holm (p = {row['p_holm']:.3f}): it leans "
+                f"{'against' if against else 'towards'} the claim")
+    way = " (against the claim)" if against else ""
+    return (f"; deciding it{way} would take about {n} seed{'s' * (n != 1)} at this effect size" if n <= 30 else
             f"; no feasible number of seeds would decide an effect this small (about {n})")
 
 
@@ -548,5 +561,6 @@ def display_claims(table: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
                          "verdict": table["verdict"],
                          "holds over seeds": [HOLDS.get(holds_across_seeds(r), "–")
                                               for r in table.to_dict(orient="records")],
-                         "seeds to decide": [n if r["verdict"] == "inconclusive" and (n := seeds_to_decide(r)) else "–"
+                         "seeds to decide": ["Holm" if held_back_by_holm(r) else n
+                                             if r["verdict"] == "inconclusive" and (n := seeds_to_decide(r)) else "–"
                                              for r in table.to_dict(orient="records")]})

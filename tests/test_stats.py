@@ -349,3 +349,17 @@ def test_each_training_run_counts_once():
             dict(shared, model="LLM+CL", stage=2, final_loss=0.1), dict(shared, model="LLM+GL+CL", stage=2, final_loss=0.2)]
     assert each_run_once(pd.DataFrame(rows)).model.tolist() == ["LLM+IB-GL", "LLM+CL", "LLM+GL+CL"]
     assert compute_seconds(rows) == 15.0 and compute_seconds([]) == 0.0
+
+
+def test_a_claim_only_holm_holds_back_says_which_way_it_leans_not_how_many_seeds():
+    """Three seeds, a CI below 0 on its own, Holm's p above 0.05: more seeds are not what it lacks. An
+    undecided claim whose mean goes the other way says that deciding it would go against it."""
+    from lbr_utils.stats import to_decide
+
+    row = {"claim": "a", "ours": -3.5, "ci_low": -6.4, "ci_high": -0.6, "paper": 11.9, "paper_in_ci": False,
+           "p_holm": 0.079, "verdict": "inconclusive", "seeds": 3, "expected_sign": 1}
+    assert to_decide(row) == "; its own CI clears 0, but not after Holm (p = 0.079): it leans against the claim"
+    assert display_claims(pd.DataFrame([row]))["seeds to decide"].tolist() == ["Holm"]
+    wide = dict(row, ci_low=-8.0, ci_high=1.0)
+    assert to_decide(wide).startswith("; deciding it (against the claim) would take about")
+    assert to_decide(dict(wide, ours=3.5, ci_low=-1.0, ci_high=8.0)).startswith("; deciding it would take about")

@@ -71,12 +71,19 @@ def _stages_record(lbr_gain: float, seeds=(0, 1, 2), queries: int = 60) -> dict:
                    "BLEU-4 per question": [b] * 10, "ROUGE-L per question": [2 * b + (i % 3) for i in range(10)]}
                   for m, b in [("LLM", 1.0), ("LLM+GL", 10.0), ("LLM+IB-GL", 9.5), ("LLM+CL", 0.5)] for s in seeds]
     curve = [{"step": step, "dev NDCG@10": 0.5 + 0.001 * min(step, 4)} for step in (1, 2, 4, 6)]
+    loss = [{"step": step, "loss": 2.0 - 0.1 * step} for step in (1, 2, 3, 4)]
     training = [{"model": "LLM+CL", "domain": "medical", "seed": s, "stage": 2, "steps": 6, "seconds": 1.0,
-                 "dev_curve": curve, "loss_curve": []} for s in seeds]
+                 "final_loss": 0.5, "dev_curve": curve, "loss_curve": []} for s in seeds]
+    training += [{"model": "LLM+IB-GL", "domain": "medical", "seed": s, "stage": 1, "steps": 4, "seconds": 2.0,
+                  "final_loss": 1.6, "dev_curve": [], "loss_curve": loss} for s in seeds]
     separation = [{"model": m, "domain": "medical", "seed": s, "separation_ratio": base[m] * 10 + s}
                   for m in ("LLM", "LLM+GL", "LLM+IB-GL") for s in seeds]
-    return {"metrics": {"retrieval": rows, "generation": generation, "training": training, "separation": separation},
-            "config": {"stage1": {"steps": 4}, "stage2": {"steps": 2},
+    compression = [{"domain": "medical", "texts": "stage-1 inputs (GL questions)", "median tokens": 8.0, "r": 8.0, "k": 7,
+                    "effective ratio n / k": 8 / 7}]
+    splits = [{"domain": "medical", "gl": 8, "cl": 8, "dev": 0, "eval queries": queries, "corpus": 100}]
+    return {"metrics": {"retrieval": rows, "generation": generation, "training": training, "separation": separation,
+                        "compression": compression, "splits": splits},
+            "config": {"domains": ["medical"], "stage1": {"steps": 4, "batch_size": 2}, "stage2": {"steps": 2, "batch_size": 2},
                        "profile": {"model": "m", "n_gl": 1, "n_cl": 1, "n_eval": queries, "max_length": 8, "batch_size": 2}},
             "provenance": {"seeds": list(seeds)}}
 
@@ -566,9 +573,10 @@ def test_the_generation_drop_is_told_from_the_run_numbers():
     from lbr_utils.studies.ch05a_lbr_stages import generation_story
 
     record = _stages_record(0.1)
-    record["metrics"]["training"] += [{"model": m, "domain": "medical", "seed": s, "stage": 1, "steps": 4,
-                                       "seconds": 1.0, "final_loss": loss, "dev_curve": [], "loss_curve": []}
-                                      for m, loss in [("LLM+GL", 1.25), ("LLM+IB-GL", 2.5)] for s in (0, 1, 2)]
+    record["metrics"]["training"] = [r for r in record["metrics"]["training"] if r["stage"] == 2] + [
+        {"model": m, "domain": "medical", "seed": s, "stage": 1, "steps": 4,
+         "seconds": 1.0, "final_loss": loss, "dev_curve": [], "loss_curve": []}
+        for m, loss in [("LLM+GL", 1.25), ("LLM+IB-GL", 2.5)] for s in (0, 1, 2)]
     record["metrics"]["compression"] = [{"domain": "medical", "texts": "stage-1 inputs (GL questions)",
                                          "median tokens": 10.0, "r": 8.0, "k": 7,
                                          "effective ratio n / k": 10 / 7}]
@@ -637,3 +645,15 @@ def test_contrastive_claims_judge_matryoshka_by_its_drop_and_skip_a_climbing_rec
         dev_curve=[climbing if m == "t=0.1" else flat for m in training.model]))).set_index("claim")
     assert late.filter(like="0.1", axis=0).verdict.str.startswith("not judged").all()
     assert not late.filter(like="0.02", axis=0).verdict.str.startswith("not judged").any()
+
+
+def test_the_chapter_5a_summary_reads_its_numbers_from_the_record():
+    """"In brief": the headline's verdict and difference, the paper-in-CI count, the squeeze of a
+    stage-1 question and the stage-1 loss change all come from the results record."""
+    from lbr_utils.studies.ch05a_lbr_stages import summary_lines
+
+    lines = summary_lines(_stages_record(0.10))
+    headline = next(line for line in lines if line.startswith("- **The headline"))
+    assert "medical: reproduced, +10." in headline
+    assert "inside our CI for" in lines[1] and "by only 1.1 (medical)" in lines[-1]
+    assert "-0.10 to -0.10 nats" in lines[-1]  # losses 1.9 .. 1.6 over steps 1-4: the 3rd quarter's 1.7, the 4th's 1.6
