@@ -453,7 +453,8 @@ def summary_lines(record: dict) -> list[str]:
     paper = [r for r in stages if not pd.isna(r["paper"])]
     best = " (the best CL-only LLM on dev)"
     def runner_up(r: dict) -> str:
-        others = sorted((o[DEV_COLUMN] for o in rows[HEADLINE] if o["domain"] == r["domain"] and o is not r), reverse=True)
+        others = sorted((o[DEV_COLUMN] for o in rows[HEADLINE] if o["domain"] == r["domain"] and o is not r),
+                        reverse=True)
         return f" (picked on dev: {r[DEV_COLUMN]:.1f} against the next arm's {others[0]:.1f})" if others else ""
     heads = [f"{said(r)} against {r['b']}{runner_up(r)}; against each CL-only LLM, "
              f"{each_arm(rows[HEADLINE], r['domain'])}" for r in rows[HEADLINE] if r["claim"].endswith(best)]
