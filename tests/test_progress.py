@@ -26,9 +26,10 @@ def test_progress_lists_every_model_and_finds_a_stored_cell_without_computing(tm
 
 
 def test_the_summary_counts_a_shared_stage1_run_once():
-    stage1 = {"stage": 1, "seconds": 3600.0}
+    stage1 = {"stage": 1, "seconds": 3600.0, "steps": 150, "final_loss": 1.2}
+    stage2 = {"stage": 2, "seconds": 1800.0, "steps": 400, "final_loss": 0.1}
     table = pd.DataFrame([
-        {"chapter": "5a", "domain": "medical", "seed": 0, "done": True, "training": [stage1, {"stage": 2, "seconds": 1800.0}]},
+        {"chapter": "5a", "domain": "medical", "seed": 0, "done": True, "training": [stage1, stage2]},
         {"chapter": "5a", "domain": "medical", "seed": 0, "done": True, "training": [stage1]},
         {"chapter": "5a", "domain": "medical", "seed": 0, "done": False, "training": []},
         {"chapter": "5a", "domain": "code", "seed": 0, "done": True, "training": [stage1]}])
