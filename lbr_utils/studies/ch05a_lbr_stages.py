@@ -275,8 +275,10 @@ def equal_compute_claims(retrieval: pd.DataFrame, training: pd.DataFrame, steps:
         for family, others in [(HEADLINE, [best] + [m for m in present if m != best]),
                                (PRACTICAL, [m for m in MAIN if m not in (LBR, *CL_ONLY) and m in set(scores.arm)])]:
             for other in others:
+                fewer = int(steps - scores[scores.arm == other].steps.max())
                 text = f"LBR beats {other}" + {best: " (the best CL-only LLM on dev)",
-                                               "LLM+CL (mean)": " (the paper's budget)"}.get(other, "")
+                                               "LLM+CL (mean)": f" (the paper's budget: {fewer} steps fewer than LBR)"
+                                               }.get(other, "")
                 picked = {DEV_COLUMN: round(100 * dev[other], 2)} if family == HEADLINE and other in dev else {}
                 row = judged_claim(text, per_query_differences(scores, LBR, other, column="arm"), +1,
                                    domain=domain, a=LBR, b=other, **picked)
