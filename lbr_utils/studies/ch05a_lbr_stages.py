@@ -458,7 +458,8 @@ def summary_lines(record: dict) -> list[str]:
         others = sorted((o[DEV_COLUMN] for o in rows[HEADLINE] if o["domain"] == r["domain"] and o is not r),
                         reverse=True)
         return f" (picked on dev: {r[DEV_COLUMN]:.1f} against the next arm's {others[0]:.1f})" if others else ""
-    heads = [f"{said(r)} against {r['b']}{runner_up(r)}; against each CL-only LLM, "
+    heads = [f"{r['domain']}: {r['verdict']}, {ci(r)} against {r['b']}{runner_up(r)}{flip(r)}{to_decide(r)}; "
+             f"against each CL-only LLM, "
              f"{each_arm(rows[HEADLINE], r['domain'])}" for r in rows[HEADLINE] if r["claim"].endswith(best)]
     practical = {name: [said(r) for r in rows[PRACTICAL] if r["claim"] == f"LBR beats {name}"]
                  for name in ("MiniLM", "MiniLM+CL", "BM25")}
