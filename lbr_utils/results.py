@@ -19,6 +19,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
 
+from .profiles import BUDGET
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _TRACKED_PACKAGES = (
     "torch", "transformers", "sentence-transformers", "mteb", "peft", "accelerate", "bm25s",
@@ -158,6 +160,23 @@ def reuse_note(experiment: str, profile: str, reused: bool) -> str:
     return (f"Showing the committed results, `results/{profile}/{experiment}.json`. To recompute them, set "
             f"`reuse_results = False` in the parameters cell and run all{_recompute_cost(experiment, profile)}, or run "
             f"`python -m lbr_utils.cli.reproduce --profile {profile} --only {experiment}.ipynb`.")
+
+
+def budget_line(experiment: str, profile: str) -> str:
+    """What a chapter's runs cost against the `cpu` budget (``profiles.BUDGET``), said on the page when
+    a run went over it: a reader planning a recompute should not learn it from the report alone."""
+    try:
+        rows = [r for r in load_results("notebook_costs", profile)["metrics"] if r["notebook"] == experiment + ".ipynb"]
+    except FileNotFoundError:
+        return ""
+    if not rows:
+        return ""
+    longest, peak = max(r["wall_time_s"] for r in rows), max(r["peak_memory_mib"] for r in rows)
+    if longest <= BUDGET["notebook_s"] and peak <= BUDGET["memory_mib"]:
+        return ""
+    return (f"Over budget: this chapter's `{profile}` runs ({len(rows)}, its parts included) took up to "
+            f"{longest / 60:.0f} min and {peak / 1024:.1f} GiB each, against a budget of "
+            f"{BUDGET['notebook_s'] // 60} min and {BUDGET['memory_mib'] // 1024} GiB per run.")
 
 
 def _recompute_cost(experiment: str, profile: str) -> str:
