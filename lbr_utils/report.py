@@ -65,6 +65,11 @@ def _render(title: str, item: pd.DataFrame | str | tuple[str, pd.DataFrame]) -> 
     return [f"### {title}", "", *([paragraph, ""] if paragraph else []), _table(_shown(table)), ""]
 
 
+def _chapter_numbers(names) -> str:
+    """"2, 3, 6" for chapter modules ("ch02_pooling", ...)."""
+    return ", ".join(str(int(name[2:4])) for name in names)
+
+
 def reproduction_page(profile: str = "cpu") -> str:
     """The page, from the results files only: the paper's claims chapter by chapter, then the survey's
     claims of every chapter in one table, then what each chapter cost."""
@@ -73,11 +78,15 @@ def reproduction_page(profile: str = "cpu") -> str:
     synthesis = [text for name in CHAPTERS if (make := getattr(study(name), "synthesis", None)) and name in records
                  and (text := make(records[name]))]
     claims = {name: study(name).claims(records) for name in CHAPTERS}
-    sources = [records[name] for name in CHAPTERS if "survey" in claims[name]]
-    survey = [claims[name].pop("survey") for name in CHAPTERS if "survey" in claims[name]]
+    surveyed = [name for name in CHAPTERS if "survey" in claims[name]]
+    sources = [records[name] for name in surveyed]
+    survey = [claims[name].pop("survey") for name in surveyed]
+    judged_in = _chapter_numbers(surveyed)
+    pending = _chapter_numbers(name for name in CHAPTERS if hasattr(study(name), "survey_claims") and name not in records)
     if survey:
-        synthesis.append(f"**The survey's claims (chapters 2-7).** {verdict_counts(dict(enumerate(survey)))}; "
-                         f"for each inconclusive one the table below says how many seeds would decide it.")
+        synthesis.append(f"**The survey's claims (chapter{'s' if ',' in judged_in else ''} {judged_in}).** "
+                         f"{verdict_counts(dict(enumerate(survey)))}; for each inconclusive one the table below says how "
+                         "many seeds would decide it" + (f" (chapters {pending}: not run at `{profile}` yet)." if pending else "."))
     if synthesis:
         lines += ["## In short", "", *[f"{text}\n" for text in synthesis]]
     for name in CHAPTERS:
@@ -86,11 +95,10 @@ def reproduction_page(profile: str = "cpu") -> str:
         lines += [f"## {study(name).TITLE}", "", provenance_line(records[name]), ""]
         for title, item in claims[name].items():
             lines += _render(title, item)
-    lines += ["## The survey's claims (chapters 2-4, 6, 7)", ""]
+    lines += ["## The survey's claims", ""]
     if survey:
-        if "ch01_baselines" in records:
-            sources.insert(0, records["ch01_baselines"])
-        lines += [SURVEY_INTRO, "", *[f"- {provenance_line(r)}" for r in sources], "",
+        lines += [SURVEY_INTRO + (f" Chapters {pending} have not run at `{profile}` yet." if pending else ""), "",
+                  *[f"- {provenance_line(r)}" for r in sources], "",
                   _table(_shown(pd.concat(survey, ignore_index=True))), ""]
     else:
         lines += [f"Not run yet in profile `{profile}`.", ""]

@@ -144,13 +144,33 @@ def run_stamp() -> str:
 def provenance_line(record: dict) -> str:
     """One sentence a notebook prints under a table: where these numbers came from."""
     p = record["provenance"]
-    training = (record.get("config") or {}).get("compute_seconds") or 0.0
-    # A run assembled from cells that earlier runs (parts) trained took seconds; its training did not.
-    cells = (f" (it read cells whose training took {training / 3600:.1f} h in earlier runs)"
-             if training > p["wall_time_s"] else "")
+    computed = computed_seconds(record)
+    # A run assembled from cells that earlier runs (parts) computed took seconds; the computing did not.
+    cells = (f" (it read cells that took {computed / 3600:.1f} h to compute in earlier runs)"
+             if computed > p["wall_time_s"] else "")
+    commit = p["git_commit"][:12] + ("+dirty" if p["git_commit"].endswith("+dirty") else "")
     return (f"Numbers from results/{p['profile']}/{record['experiment']}.json: profile `{p['profile']}`, "
-            f"commit {p['git_commit'][:12]}, {p['date'][:10]}, seeds {p['seeds']}, "
+            f"commit {commit}, {p['date'][:10]}, seeds {p['seeds']}, "
             f"wall time {p['wall_time_s']:.0f} s{cells}, peak memory {p['peak_memory_mib']:.0f} MiB.")
+
+
+def _cost_rows(experiment: str, profile: str) -> list[dict]:
+    """The chapter's rows of ``notebook_costs`` (its parts and its whole runs); none if unrecorded."""
+    try:
+        rows = load_results("notebook_costs", profile)["metrics"]
+    except FileNotFoundError:
+        return []
+    return [r for r in rows if r["notebook"] == experiment + ".ipynb"]
+
+
+def computed_seconds(record: dict) -> float:
+    """What a chapter's numbers took to compute: the training its cells record (``compute_seconds``),
+    else the summed wall time of the chapter's recorded runs (parts included), each of which computed
+    the cells the ones before it had not."""
+    training = (record.get("config") or {}).get("compute_seconds")
+    if training:
+        return float(training)
+    return sum(r["wall_time_s"] for r in _cost_rows(record["experiment"], record["provenance"]["profile"]))
 
 
 def reuse_note(experiment: str, profile: str, reused: bool) -> str:
@@ -165,10 +185,7 @@ def reuse_note(experiment: str, profile: str, reused: bool) -> str:
 def budget_line(experiment: str, profile: str) -> str:
     """What a chapter's runs cost against the `cpu` budget (``profiles.BUDGET``), said on the page when
     a run went over it: a reader planning a recompute should not learn it from the report alone."""
-    try:
-        rows = [r for r in load_results("notebook_costs", profile)["metrics"] if r["notebook"] == experiment + ".ipynb"]
-    except FileNotFoundError:
-        return ""
+    rows = _cost_rows(experiment, profile)
     if not rows:
         return ""
     longest, peak = max(r["wall_time_s"] for r in rows), max(r["peak_memory_mib"] for r in rows)
@@ -180,19 +197,16 @@ def budget_line(experiment: str, profile: str) -> str:
 
 
 def _recompute_cost(experiment: str, profile: str) -> str:
-    """What recomputing a chapter costs, from what it cost: its notebook run's wall time, unless the
-    training its cells record took longer (the notebook then read cells that earlier runs computed,
-    and a recompute is best done in parts, as README shows)."""
-    def read(name: str) -> dict:
-        try:
-            return load_results(name, profile)
-        except FileNotFoundError:
-            return {}
-
-    runs = {c["notebook"]: c for c in read("notebook_costs").get("metrics", []) if not c.get("parameters")}
-    wall = runs.get(experiment + ".ipynb", {}).get("wall_time_s", 0.0)
-    training = read(experiment).get("config", {}).get("compute_seconds") or 0.0
-    if training > wall:
-        return (f" (its training alone took about {training / 3600:.1f} h, summed over its runs: README's "
+    """What recomputing a chapter costs, from what it cost: its notebook run's wall time, unless its
+    cells took longer to compute (the notebook then read cells that earlier runs computed, and a
+    recompute is best done in parts, as README shows)."""
+    whole = [r for r in _cost_rows(experiment, profile) if not r.get("parameters")]
+    wall = whole[0]["wall_time_s"] if whole else 0.0
+    try:
+        computed = computed_seconds(load_results(experiment, profile))
+    except FileNotFoundError:
+        computed = 0.0
+    if computed > wall:
+        return (f" (computing it took about {computed / 3600:.1f} h, summed over its runs: README's "
                 "\"Profiles and where the book's numbers come from\" runs it in parts, each resumable)")
     return f" (about {wall / 60:.0f} min on two CPU cores)" if wall else ""

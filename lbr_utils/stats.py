@@ -345,7 +345,7 @@ def judged_claim(text: str, diffs: Mapping[object, Iterable[float]], expected_si
     if not diffs:
         return {**labels, "claim": text, "ours": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"),
                 "paper": paper, "paper_in_ci": None, "p": 1.0, "verdict": NO_DIFFERENCES, "seeds": 0,
-                "expected_sign": expected_sign, "seed_low": None, "seed_high": None}
+                "expected_sign": expected_sign, "seed_low": None, "seed_high": None, "seeds_agreeing": 0}
     j = judge({k: v + margin for k, v in diffs.items()}, expected_sign, None)
     low, high = (j["ci_low"] - margin) * scale, (j["ci_high"] - margin) * scale
     no_paper = paper is None or pd.isna(paper)
@@ -355,7 +355,9 @@ def judged_claim(text: str, diffs: Mapping[object, Iterable[float]], expected_si
             "p": j["p"], "verdict": j["verdict"], "seeds": len(diffs), "margin": margin * scale,
             "expected_sign": expected_sign,
             "seed_low": None if by_seed is None else by_seed[0] * scale,
-            "seed_high": None if by_seed is None else by_seed[1] * scale}
+            "seed_high": None if by_seed is None else by_seed[1] * scale,
+            # how many seeds' mean differences fall on the same side as the pooled one (a fragile verdict's context)
+            "seeds_agreeing": int(sum(np.sign(v.mean() + margin) == np.sign(j["mean"]) for v in diffs.values()))}
 
 
 def seeds_to_decide(row: Mapping[str, object]) -> int | None:
@@ -495,8 +497,13 @@ def fragile(row: Mapping[str, object]) -> str:
         return ""
     margin = row.get("margin")
     against = f"-{float(margin):g}" if margin is not None and not pd.isna(margin) and margin else "0"
-    return (f"; over seeds alone (t-interval of the {int(row['seeds'])} seed means) it is "
-            f"[{row['seed_low']:+.1f}, {row['seed_high']:+.1f}], which does not clear {against}: a rerun could flip it")
+    n, agreeing = int(row["seeds"]), row.get("seeds_agreeing")
+    interval = (f"the t-interval of the {n} seed means, [{row['seed_low']:+.1f}, {row['seed_high']:+.1f}], does not "
+                f"clear {against}")
+    if agreeing == n:  # every seed agrees: the interval is wide because n - 1 degrees of freedom are few
+        return (f"; all {n} seed means lie on its side, but {interval} ({n - 1} degrees of freedom): "
+                "a rerun could flip it even so")
+    return f"; over seeds alone, {interval}: a rerun could flip it"
 
 
 def held_back_by_holm(row: Mapping[str, object]) -> bool:
@@ -552,7 +559,7 @@ def display_claims(table: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
 
     labels = [c for c in table.columns if c not in {"claim", "ours", "ci_low", "ci_high", "paper", "paper_in_ci", "p",
                                                      "p_holm", "verdict", "seeds", "a", "b", "arms", "margin",
-                                                     "expected_sign", "seed_low", "seed_high"}]
+                                                     "expected_sign", "seed_low", "seed_high", "seeds_agreeing"}]
     return pd.DataFrame({**{c: table[c] for c in labels}, "claim": table["claim"],
                          "ours [95% CI]": table.apply(interval, axis=1),
                          "paper": table["paper"].map(lambda v: "–" if v is None or pd.isna(v) else f"{v:+.{digits}f}"),

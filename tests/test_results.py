@@ -16,7 +16,9 @@ def test_results_round_trip_with_provenance(tmp_path):
     assert p["versions"]["torch"].startswith("2.")
     assert "profile `smoke`" in provenance_line(record) and "earlier runs" not in provenance_line(record)
     assembled = record | {"config": {"compute_seconds": 7200.0}}  # read from cells that parts trained
-    assert "wall time 12 s (it read cells whose training took 2.0 h in earlier runs)" in provenance_line(assembled)
+    assert "wall time 12 s (it read cells that took 2.0 h to compute in earlier runs)" in provenance_line(assembled)
+    dirty = record | {"provenance": p | {"git_commit": "0123456789abcdef+dirty"}}
+    assert "commit 0123456789ab+dirty," in provenance_line(dirty)  # uncommitted code is not hidden
     assert json.loads(path.read_text())["experiment"] == "exp"
 
 
@@ -55,3 +57,10 @@ def test_a_page_says_whether_it_shows_the_committed_results_and_how_to_recompute
     save_results("ch03_contrastive", "cpu", {"retrieval": []}, {"compute_seconds": 3 * 3600.0}, [0], 1.0)
     note = reuse_note("ch03_contrastive", "cpu", True)
     assert "about 3.0 h" in note and "in parts" in note and "30 min" not in note
+    # cells that record no training time: the chapter's runs, its parts included, are what it cost
+    save_results("notebook_costs", "cpu", [{"notebook": "ch03_contrastive.ipynb", "wall_time_s": 60.0},
+                                           {"notebook": "ch03_contrastive.ipynb", "wall_time_s": 2 * 3600.0,
+                                            "parameters": {"seeds": [0]}}], {}, None, 1.0)
+    save_results("ch03_contrastive", "cpu", {"retrieval": []}, {}, [0], 1.0)
+    assert "about 2.0 h" in reuse_note("ch03_contrastive", "cpu", True)
+    assert "took 2.0 h to compute" in provenance_line(load_results("ch03_contrastive", "cpu"))

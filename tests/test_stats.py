@@ -317,6 +317,9 @@ def test_a_verdict_the_seed_means_do_not_carry_is_flagged_as_one_that_could_flip
     row = judged_claim("A beats B", scattered, +1)
     assert row["verdict"] == "reproduced" and row["seed_low"] < 0 < row["seed_high"]
     assert holds_across_seeds(row) is False and "could flip" in verdict_lines(pd.DataFrame([row]))[0]
+    assert row["seeds_agreeing"] == 3 and "all 3 seed means lie on its side" in verdict_lines(pd.DataFrame([row]))[0]
+    split = judged_claim("A beats B", {s: m + 0.001 * rng.standard_normal(300) for s, m in enumerate([-0.02, 0.06, 0.11])})
+    assert split["seeds_agreeing"] == 2 and "all 3" not in verdict_lines(pd.DataFrame([split]))[0]
     assert display_claims(claim_family([row]))["holds over seeds"].tolist() == ["no: could flip"]
     tight = judged_claim("A beats B", {s: 0.05 + 0.001 * rng.standard_normal(300) + 0.001 * s for s in range(3)}, +1)
     assert holds_across_seeds(tight) is True and "could flip" not in verdict_lines(pd.DataFrame([tight]))[0]

@@ -426,21 +426,27 @@ def test_the_pooled_token_display_marks_only_what_a_pooling_reads():
 
 
 def test_pooling_survey_claims_are_judged_per_domain_on_per_query_differences():
-    from lbr_utils.studies.ch02_pooling import SURVEY_CLAIMS, survey_claims
+    """Every claim is judged per domain, on either table (an instructed reading against a plain one
+    reads both), and the layer claims name this model's depths."""
+    from lbr_utils.studies.ch02_pooling import chapter_claims, survey_claims
 
     rng = np.random.default_rng(0)
     rows = {"main": [], "instruction": []}
-    for a, b, _, _, table, _ in SURVEY_CLAIMS:
+    for a, b, *_ in chapter_claims(30):
         for model, shift in ((a, 0.1), (b, 0.0)):
             for seed in (0, 1, 2):
                 for domain in ("medical", "code"):
-                    rows[table].append({"model": model, "task": domain, "metric": "NDCG@10", "seed": seed,
-                                        "per_query": (0.3 + shift + rng.normal(0, 0.01, 30)).tolist()})
+                    rows["instruction" if "instruction" in model else "main"].append(
+                        {"model": model, "task": domain, "metric": "NDCG@10", "seed": seed,
+                         "per_query": (0.3 + shift + rng.normal(0, 0.01, 30)).tolist()})
     tables = {k: pd.DataFrame(v).drop_duplicates(subset=["model", "task", "seed"]) for k, v in rows.items()}
-    judged = survey_claims(tables)
-    assert len(judged) == len(SURVEY_CLAIMS) * 2 and set(judged.domain) == {"medical", "code"}
-    first = judged[judged.a == SURVEY_CLAIMS[0][0]]
+    judged = survey_claims(tables, 30)
+    assert len(judged) == len(chapter_claims(30)) * 2 and set(judged.domain) == {"medical", "code"}
+    assert {"mean (layer 7, final norm)", "mean (layer 15, final norm)"} <= set(judged.a)
+    first = judged[judged.a == chapter_claims(30)[0][0]]
     assert (first.verdict == "reproduced").all() and first.ours.round(0).eq(10).all()
+    helps = judged[(judged.b == "mean") & judged.a.str.contains("instruction")]  # across the two tables
+    assert len(helps) == 2 and helps.ours.round(0).eq(10).all()
 
 
 def test_a_layer_read_through_the_final_norm_is_the_cut_models_last_state():
@@ -460,7 +466,7 @@ def test_a_layer_read_through_the_final_norm_is_the_cut_models_last_state():
     assert not torch.allclose(cut.last_hidden_state, full.hidden_states[1], atol=1e-3)
     assert torch.allclose(whole.last_hidden_state, full.last_hidden_state, atol=1e-5)
     assert len(decoder(model).layers) == layers  # the original is left whole
-    assert claimed_variants() <= set(variants(30)) and "mean (layer 15, final norm)" in variants(30)
+    assert claimed_variants(30) <= set(variants(30)) and "mean (layer 15, final norm)" in variants(30)
 
 
 def test_chapter6_passages_fit_what_the_model_reads():
@@ -657,3 +663,16 @@ def test_the_chapter_5a_summary_reads_its_numbers_from_the_record():
     assert "medical: reproduced, +10." in headline
     assert "inside our CI for" in lines[1] and "by only 1.1 (medical)" in lines[-1]
     assert "-0.10 to -0.10 nats" in lines[-1]  # losses 1.9 .. 1.6 over steps 1-4: the 3rd quarter's 1.7, the 4th's 1.6
+
+
+def test_the_layer_lines_say_what_their_numbers_say():
+    """Hand-made scores: through the norm every intermediate layer beats the last and falls with depth;
+    in the residual stream only layer 7 beats it, and nothing falls steadily."""
+    from lbr_utils.studies.ch02_pooling import layer_lines
+
+    scores = {"mean": 0.20, "mean (layer 7)": 0.25, "mean (layer 15)": 0.02, "mean (layer 22)": 0.30,
+              "mean (layer 7, final norm)": 0.36, "mean (layer 15, final norm)": 0.25, "mean (layer 22, final norm)": 0.22}
+    ndcg = pd.DataFrame({"medical": scores, "code": scores})
+    stream, norm = layer_lines(ndcg)
+    assert "layer 7 **25.0**, layer 15 **2.0**, layer 22 **30.0**, last layer **20.0**: layers 7, 22 beat the last." in stream
+    assert norm.endswith("every intermediate layer beats the last, and the score falls with every step in depth.")

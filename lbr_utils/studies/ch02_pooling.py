@@ -11,6 +11,8 @@ hours on two cores, for rows that only describe. Every (seed, reading) is a cach
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import torch
 
@@ -26,9 +28,9 @@ NAME = __name__.rpartition(".")[2]
 TITLE = "LLMs as embedders (chapter 2)"
 
 
-def claimed_variants() -> set[str]:
-    """The variants :data:`SURVEY_CLAIMS` compares (scored on every seed; the others on the first)."""
-    names = {name for a, b, *_ in SURVEY_CLAIMS for name in (a, b)}
+def claimed_variants(num_layers: int) -> set[str]:
+    """The variants the claims compare (scored on every seed; the others on the first)."""
+    names = {name for a, b, *_ in chapter_claims(num_layers) for name in (a, b)}
     return {name.split(" + instruction")[0] for name in names}
 
 
@@ -44,6 +46,29 @@ def pooled_weights(tokenizer, text: str, pooling: str, max_length: int = 32) -> 
     return list(zip(tokenizer.convert_ids_to_tokens(batch["input_ids"][0]), weights.tolist()))
 
 
+def layer_lines(ndcg: pd.DataFrame) -> list[str]:
+    """Mean pooling by depth, read from the residual stream and through the final norm, each averaged
+    over the domains (``ndcg``: reading x domain), as the lines the chapter prints, each ending with
+    what its numbers say about the intermediate layers against the last."""
+    last = ndcg.loc["mean"].mean()
+    lines = []
+    for kind, pattern in (("the residual stream", r"mean \(layer (\d+)\)"),
+                          ("through the final norm", r"mean \(layer (\d+), final norm\)")):
+        depths = dict(sorted((int(m.group(1)), ndcg.loc[name].mean()) for name in ndcg.index
+                             if (m := re.fullmatch(pattern, name))))
+        above = [d for d, v in depths.items() if v > last]
+        says = ("every intermediate layer beats the last" if len(above) == len(depths) else
+                "no intermediate layer beats the last" if not above else
+                f"layer{'s' if len(above) > 1 else ''} {', '.join(map(str, above))} beat{'' if len(above) > 1 else 's'} the last")
+        scores = list(depths.values()) + [last]
+        if all(a > b for a, b in zip(scores, scores[1:])):
+            says += ", and the score falls with every step in depth"
+        shown = ", ".join(f"layer {d} **{100 * v:.1f}**" for d, v in depths.items())
+        lines.append(f"Mean pooling by layer, {kind} (NDCG@10 averaged over the domains): {shown}, last layer "
+                     f"**{100 * last:.1f}**: {says}.")
+    return lines
+
+
 def run(profile_name: str, seeds: tuple[int, ...] | None = None) -> dict[str, pd.DataFrame]:
     """Score every variant on the first of ``seeds`` and the claimed ones on every seed
     (retrieval per query; the instruction and similarity studies; STS and the geometry of the space on
@@ -52,10 +77,11 @@ def run(profile_name: str, seeds: tuple[int, ...] | None = None) -> dict[str, pd
     seeds = tuple(seeds if seeds is not None else profile.seeds)
     with timer() as t:
         readings = Readings(profile)
+        num_layers = readings.model.config.num_hidden_layers
         tables: dict[str, list] = {}
         for seed in seeds:
             first = seed == seeds[0]
-            names = [n for n in readings.variants if first or n in claimed_variants()]
+            names = [n for n in readings.variants if first or n in claimed_variants(num_layers)]
             work = [("main", names), ("instruction", instruction_names(names)),
                     ("similarity", [f"mean, {s}" for s in SIMILARITIES] if first else [])]
             for table, models in work:
@@ -66,42 +92,60 @@ def run(profile_name: str, seeds: tuple[int, ...] | None = None) -> dict[str, pd
                     tables.setdefault("sts", []).extend(sts(readings, seed, name))
                     tables.setdefault("geometry", []).extend(geometry(readings, seed, name))
                 tables["agreement"] = agreement(readings, seed)
-    config = {"profile": profile.to_dict(), "variants": readings.variants,
+    config = {"profile": profile.to_dict(), "variants": readings.variants, "num_layers": num_layers,
               "query_instruction": QUERY_INSTRUCTION, "bf16_autocast": True}
     save_results(NAME, profile_name, tables, config, list(seeds), t["seconds"])
     return {k: pd.DataFrame(v) for k, v in tables.items()}
 
 
-SURVEY_CLAIMS = [  # (A, B, the claim, the sign of A - B it predicts, table, its source)
+SURVEY_CLAIMS = [  # (A, B, the claim, the sign of A - B it predicts, its source)
     # The survey reports both for *adapted* models (LLM2Vec trains after switching the mask; last-token
     # embedders are trained to put the text there): on the untrained model they are our hypotheses.
     ("mean (bidirectional)", "mean", "bidirectional attention reads text better than causal (untrained, mean pooling)",
-     +1, "main", "ours, after survey §4 (LLM2Vec, adapted)"),
-    ("last", "mean", "the last token summarises a causal LM's text better than the mean (untrained)", +1, "main",
+     +1, "ours, after survey §4 (LLM2Vec, adapted)"),
+    ("last", "mean", "the last token summarises a causal LM's text better than the mean (untrained)", +1,
      "ours, after survey §4 (trained last-token embedders)"),
     ("mean + instruction, pooled over the query", "mean + instruction, pooled over all",
      "with a query instruction, mean pooling over the query alone beats pooling over the whole prompt", +1,
-     "instruction", "GritLM, NV-Embed")]
+     "GritLM, NV-Embed"),
+    # Instructions help embedders *trained* with them; whether they help an untrained model is ours to test.
+    ("mean + instruction, pooled over the query", "mean",
+     "a query instruction helps the untrained model's mean pooling (pooled over the query)", +1,
+     "ours, after E5-mistral, GritLM (trained with instructions)")]
 
 
-def survey_claims(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+def layer_claims(num_layers: int) -> list[tuple]:
+    """The common observation that intermediate layers carry more general-purpose semantics than the
+    last, as claims about this model's depth (its layer count names the variants), each layer read
+    through the final norm so that it differs from the last layer in depth alone."""
+    return [(f"mean (layer {depth}, final norm)", "mean",
+             f"mean pooling {where} (layer {depth} of {num_layers}, through the final norm) reads text better than "
+             "the last layer (untrained)", +1, "Skean et al. 2025 (intermediate layers)")
+            for depth, where in ((num_layers // 4, "a quarter of the way up"), (num_layers // 2, "halfway up"))]
+
+
+def chapter_claims(num_layers: int) -> list[tuple]:
+    return SURVEY_CLAIMS + layer_claims(num_layers)
+
+
+def survey_claims(tables: dict[str, pd.DataFrame], num_layers: int) -> pd.DataFrame:
     """The claims this chapter tests (each with its source: the survey's claims about adapted models
     become hypotheses about the untrained one), per domain, judged on per-query differences over the
-    seeds (hierarchical bootstrap), one Holm family."""
-    rows = []
-    for a, b, text, sign, table, source in SURVEY_CLAIMS:
-        scores = tables[table]
-        scores = scores[scores.metric == "NDCG@10"]
-        for domain in sorted(scores.task.unique()):
-            rows.append(judged_claim(text, per_query_differences(scores[scores.task == domain], a, b), sign,
-                                     domain=domain, source=source, a=a, b=b))
+    seeds (hierarchical bootstrap), one Holm family. A claim may compare readings of two tables (an
+    instructed reading with a plain one): their model names differ, so the tables are read as one."""
+    scores = pd.concat([tables["main"], tables["instruction"]])
+    scores = scores[scores.metric == "NDCG@10"]
+    rows = [judged_claim(text, per_query_differences(scores[scores.task == domain], a, b), sign,
+                         domain=domain, source=source, a=a, b=b)
+            for a, b, text, sign, source in chapter_claims(num_layers) for domain in sorted(scores.task.unique())]
     return claim_family(rows)
 
 
 def claims(records: dict[str, dict]) -> dict[str, pd.DataFrame]:
     if NAME not in records:
         return {}
-    tables = load_tables(records[NAME])
-    if "per_query" not in tables["main"]:  # a results file from before per-query scores: nothing to judge
+    record = records[NAME]
+    tables = load_tables(record)
+    if "per_query" not in tables["main"] or "num_layers" not in record["config"]:  # from before these claims
         return {}
-    return {"survey": survey_claims(tables)}
+    return {"survey": survey_claims(tables, record["config"]["num_layers"])}
