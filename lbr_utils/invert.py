@@ -98,7 +98,9 @@ def train_inverter(inverter: Inverter, texts: list[str], embeddings: np.ndarray,
     embeddings, none of them trained on) and ``cfg.eval_every``, the curve holds the mean word F1 of
     what it writes from the dev vectors ("dev word F1", a fraction; each text's under "dev word F1 per
     text"). The rate stays flat after warmup, so a curve that flattens means the decoder stopped
-    learning, not that its rate ran out."""
+    learning, not that its rate ran out. With a curve, the decoder is handed back as it was at its best
+    dev point (the dev texts are never attacked): at a flat rate a run can end in a dip, and an attack
+    read from the dip would underrate what the vectors leak."""
     if len(texts) != len(embeddings) or len(texts) < 2:
         raise ValueError("need one embedding per text, and at least two texts")
     vectors = torch.as_tensor(np.asarray(embeddings), dtype=torch.float32)
@@ -110,18 +112,25 @@ def train_inverter(inverter: Inverter, texts: list[str], embeddings: np.ndarray,
         ids, mask = _targets(inverter.tokenizer, [texts[i] for i in idx], cfg.max_length)
         return vectors[idx], ids, mask
 
+    best: dict = {"f1": -1.0, "state": None}
+
     def evaluate(step: int) -> dict:
         dev_texts, dev_vectors = dev
         written = inverter.generate(torch.as_tensor(np.asarray(dev_vectors)), cfg.max_length)
         f1 = [set_scores(words(w), words(t))["f1"] for w, t in zip(written, dev_texts)]
+        if np.mean(f1) > best["f1"]:
+            best.update(f1=float(np.mean(f1)), state={k: v.detach().clone() for k, v in inverter.state_dict().items()})
         return {"dev word F1": float(np.mean(f1)), "dev word F1 per text": f1}
 
     curve = bool(dev and cfg.eval_every)
-    return train(inverter, lambda b: inverter(*b), batch_at,
-                 TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup_steps=max(1, cfg.steps // 10), seed=cfg.seed,
-                             show_progress=show_progress, schedule="constant",
-                             eval_every=cfg.eval_every if curve else 0),
-                 evaluate=evaluate if curve else None)
+    result = train(inverter, lambda b: inverter(*b), batch_at,
+                   TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup_steps=max(1, cfg.steps // 10), seed=cfg.seed,
+                               show_progress=show_progress, schedule="constant",
+                               eval_every=cfg.eval_every if curve else 0),
+                   evaluate=evaluate if curve else None)
+    if best["state"] is not None:
+        inverter.load_state_dict(best["state"])
+    return result
 
 
 def add_noise(embeddings: np.ndarray, scale: float, seed: int = 0) -> np.ndarray:

@@ -628,8 +628,8 @@ def test_contrastive_claims_judge_matryoshka_by_its_drop_and_skip_a_climbing_rec
     names = [*recipes(chapter_recipe(lbr_profile(get_profile("smoke")), 0)), ENCODER]
     retrieval = pd.DataFrame([{"model": m, "seed": s, "per_query": list(rng.uniform(0.3, 0.9, 40))}
                               for m in names for s in range(3)])
-    base = retrieval[retrieval.model == BASE]  # the hard-negative run at two thirds of its steps: 5 points above
-    retrieval = pd.concat([retrieval, base.assign(model=HARD + EQUAL_COMPUTE,
+    base = retrieval[retrieval.model == BASE]  # the hard-negative run at the base recipe's tokens: 5 points above
+    retrieval = pd.concat([retrieval, base.assign(model=HARD + EQUAL_COMPUTE, steps=[5, 4, 5],
                                                   per_query=[list(np.add(p, 0.05)) for p in base.per_query])])
     geometry = pd.DataFrame([{"model": m, "seed": s, "pair_cosines": list(rng.uniform(0, 1, 40))}
                              for m in (BASE, "before training") for s in range(3)])
@@ -644,7 +644,9 @@ def test_contrastive_claims_judge_matryoshka_by_its_drop_and_skip_a_climbing_rec
     drop = judged.filter(like="loses less when truncated", axis=0).iloc[0]
     assert drop.ours == pytest.approx(15.0) and drop.verdict == "reproduced"  # (-5) - (-20) points, every query
     matched = judged.filter(like="at equal compute", axis=0).iloc[0]
-    assert matched.ours == pytest.approx(5.0) and matched.verdict == "reproduced"
+    assert matched.ours == pytest.approx(5.0) and matched.verdict == "reproduced" and "after 4-5 steps" in matched.name
+    at_full = judged.filter(like="at most 2 points at the full 576 dims", axis=0).iloc[0]
+    assert at_full.ours == pytest.approx(0.0) and at_full.verdict == "reproduced"  # no loss at full dims, margin 2
     assert {n for n in names if n != BASE} <= set(judged.a) | set(judged.b)  # no recipe trained for nothing
     climbing = [{"step": k, "dev NDCG@10": 0.1 * k} for k in (4, 6, 8)]
     late = survey_claims(dict(tables, training=training.assign(

@@ -5,12 +5,12 @@ Chapter 4 trains with the same base recipe and scores with the same row."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 
 import numpy as np
 
-from ..contrastive import ContrastiveConfig, train_contrastive, truncated
+from ..batching import PairBatcher
+from ..contrastive import ContrastiveConfig, mine_hard_negatives, train_contrastive, truncated
 from ..data import load_domain
 from ..embedders import LLMEmbedder, SentenceTransformerEmbedder
 from ..evaluate import ranked_ndcg
@@ -19,8 +19,8 @@ from ..profiles import Profile
 from ..runcache import cache_key, cached_json, code_fingerprint
 
 BASE = "in-batch, t=0.05 (base)"
-# A run scored as if it had had the base recipe's compute: one hard negative makes each step encode three
-# texts a pair instead of two, so two thirds of its steps cost what the base recipe's steps cost.
+# A run scored as if it had had the base recipe's compute: after the step at which it has encoded as many
+# tokens as the base recipe's whole run (:func:`equal_compute_step`).
 EQUAL_COMPUTE = " @ equal compute"
 MATRYOSHKA_DIMS = (576, 288, 144, 72, 36)
 
@@ -47,6 +47,29 @@ def base_recipe(profile: Profile, seed: int) -> ContrastiveConfig:
     return ContrastiveConfig(steps=profile.train_steps, batch_size=profile.batch_size, max_length=profile.max_length,
                              seed=seed, schedule="constant", warmup_steps=max(1, profile.train_steps // 10),
                              eval_every=max(1, profile.train_steps // 4))
+
+
+def equal_compute_step(tokenizer, records, cfg: ContrastiveConfig) -> int:
+    """The step after which ``cfg``'s run (mined hard negatives) has encoded as many tokens as the same
+    recipe without them does in all its steps, replaying both runs' batches (a step's cost: the tokens
+    of its queries, positives and negatives, each cut at ``max_length``). A hard negative is another
+    answer, and answers are several times longer than questions, so three texts a pair cost more than
+    3/2 of two: counting texts would hand the hard-negative run extra compute."""
+    texts = list({t for r in records for t in (r.question, r.answer)})
+    length = {t: min(len(ids), cfg.max_length) for t, ids in zip(texts, tokenizer(texts, add_special_tokens=False)["input_ids"])}
+
+    def cost(batch: dict) -> int:
+        return sum(length[t] for key in ("queries", "positives", "negatives") for t in batch.get(key, ()))
+
+    budget = sum(cost(PairBatcher(records, cfg.batch_size, cfg.seed)(step)) for step in range(cfg.steps))
+    hard = PairBatcher(records, cfg.batch_size, cfg.seed, mine_hard_negatives(
+        records, cfg.hard_negatives, filter_false_negatives=cfg.filter_false_negatives))
+    spent = 0
+    for step in range(cfg.steps):
+        spent += cost(hard(step))
+        if spent >= budget:
+            return step + 1
+    return cfg.steps
 
 
 def pair_cosines(vectors: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -84,12 +107,13 @@ def _cell(profile: Profile, domain: str, seed: int, name: str, cfg: ContrastiveC
     if cfg is None:
         return _scored(name, LLMEmbedder(model, tok, pooling="mean", max_length=profile.max_length, bf16=True).embed,
                        splits, seed)
-    matched = []  # a hard-negative run encodes three texts a pair, not two: scored at two thirds of its steps too
+    matched = []  # the guarded hard-negative run is also scored when it has spent the base recipe's compute
+    step = equal_compute_step(tok, splits.cl, cfg) if cfg.hard_negatives and cfg.filter_false_negatives else None
 
     def score_matched(trained) -> None:
         matched.append(retrieval_row(f"{name}{EQUAL_COMPUTE}", trained.replace(bf16=True, max_length=profile.max_length)
-                                     .embed, splits.eval))
-    at = {math.ceil(2 * cfg.steps / 3): score_matched} if cfg.hard_negatives == 1 else None
+                                     .embed, splits.eval) | {"steps": step})
+    at = {step: score_matched} if step else None
     embedder, result = train_contrastive(model, tok, splits.cl, cfg, show_progress=False, dev=splits.dev, at_steps=at)
     embedder = embedder.replace(bf16=True, max_length=profile.max_length)
     out = _scored(name, embedder.embed, splits, seed) | {"training": [{"model": name, **result.summary()}]}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -44,9 +45,27 @@ def _documents(profile: Profile, domain: str, seed: int, n_documents: int) -> li
     return list(first.values())[:n_documents]
 
 
+# A code as a card writes it, "(ICD-10-CM E09.4", or its start: a writer cut off by its token limit leaves
+# "(ICD-10-CM I6"; a bare "B12" (the vitamin) is no code.
+_CODE_LIKE = re.compile(r"ICD|\(\s*[A-Z]\d")
+_CARD = re.compile(r"(?P<description>.*) \(ICD-10-CM [^;)]*(?:; (?P<parent>.*))?\)", re.DOTALL)
+
+
 def _quotes_code(text: str, record: QARecord) -> bool:
-    """Does ``text`` name its record's entity (a medical card's ICD-10-CM code) verbatim?"""
-    return record.entity.lower() in text.lower()
+    """Does ``text`` name its record's entity (a medical card's ICD-10-CM code), whole or cut short?"""
+    return record.entity.lower() in text.lower() or bool(_CODE_LIKE.search(text))
+
+
+def _card_texts(answer: str) -> list[str]:
+    """A medical card and its parts: the code's description and its parent's. A query that copies
+    either part is a copy, though diluted in the whole card it would stay under the Jaccard threshold."""
+    m = _CARD.fullmatch(answer)
+    return [answer] + ([m["description"]] + ([m["parent"]] if m["parent"] else []) if m else [])
+
+
+def _copies(texts: list[str], records: list[QARecord]) -> list[bool]:
+    """Is each text a near copy of its record's card or of a part of it?"""
+    return [any(near_copies([t] * len(parts), parts)) for t, parts in zip(texts, (_card_texts(r.answer) for r in records))]
 
 
 def _synthesise(profile: Profile, domain: str, seed: int, n_documents: int) -> dict[str, list]:
@@ -60,7 +79,7 @@ def _synthesise(profile: Profile, domain: str, seed: int, n_documents: int) -> d
     own = range(len(docs))  # docs are the pool's first answers, in order
     dense = own_ranks(dense_scores(minilm.embed, [q or " " for q in queries], pool), own)
     lexical = own_ranks(bm25_scores(queries, pool), own)
-    copies = near_copies(queries, [d.answer for d in docs])
+    copies = _copies(queries, docs)
     rows = [{"id": d.id, "entity": d.entity, "group": d.group, "document": d.answer, "human question": d.question,
              "query": q, "empty": not q, "degenerate": bool(q) and degenerate(q),
              "echoes a prompt example": echoes_example(q, d.answer), "copies its document": c,
