@@ -89,16 +89,6 @@ def qa_examples(records: list[QARecord], n: int, facts_per_passage: int = 3, see
     return out
 
 
-def reconstruction_examples(records: list[QARecord], n: int, seed: int = 0) -> list[Example]:
-    """``n`` distinct passages to reconstruct: domain answer cards, or docstrings for the code domain
-    (Python-documentation-style text)."""
-    texts = list(dict.fromkeys(r.question if r.domain == "code" else r.answer for r in records))
-    random.Random(seed).shuffle(texts)
-    if not texts:
-        raise ValueError("no passages: the record list is empty")
-    return [Example(t) for t in texts[:n]]
-
-
 def truncate(tokenizer, passage: str, k: int) -> str:
     """The first ``k`` tokens of ``passage`` (the same budget a bottleneck of ``k`` tokens gets)."""
     return tokenizer.decode(token_ids(tokenizer, passage)[:k])

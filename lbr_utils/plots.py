@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -223,10 +224,11 @@ def claim_forest(table: pd.DataFrame, title: str, ax=None, unit: str = "differen
 DROPPED = "#bdbdbd"  # what a filter threw away: grey, not a verdict's red
 
 
-def filter_figure(funnel: pd.DataFrame, queries: pd.DataFrame):
+def filter_figure(funnel: pd.DataFrame, queries: pd.DataFrame, earlier: Sequence[str]):
     """Chapter 4's checks: the share of written queries each check leaves (left), and where BM25, a
     judge the filter never consulted, ranks the document of the queries the consistency filter kept
-    vs dropped (right): a filter that keeps the better queries shifts the kept histogram to rank 1."""
+    vs dropped (right): a filter that keeps the better queries shifts the kept histogram to rank 1.
+    ``earlier``: the checks applied before the consistency filter (their drops are left out)."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
     share = funnel["share of written"]
     y = np.arange(len(share))[::-1]
@@ -235,9 +237,9 @@ def filter_figure(funnel: pd.DataFrame, queries: pd.DataFrame):
     left.set_xlim(0, 100)
     style(left, "queries left (% of written, mean over seeds)", None, "What each check keeps", legend=False)
     written = queries[~queries["empty"].astype(bool)]
-    # Dropped by the consistency filter alone: copies of the document (which BM25 ranks first) and
-    # degenerate loops were caught before it and would muddy the comparison.
-    judged = written[~written["degenerate"].astype(bool) & ~written["copies its document"].astype(bool)]
+    # Dropped by the consistency filter alone: what an earlier check caught (a copy of the document,
+    # which BM25 ranks first; a loop; a quoted code) would muddy the comparison.
+    judged = written[~written[list(earlier)].astype(bool).any(axis=1)]
     bins = np.logspace(0, np.log10(max(2, written["BM25 rank"].max())), 20)
     for label, rows, colour in [("kept", judged[judged.kept], colour_of("synthetic")),
                                 ("dropped by the consistency filter", judged[~judged.kept], DROPPED)]:

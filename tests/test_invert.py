@@ -169,3 +169,31 @@ def test_the_decoder_records_a_dev_curve_of_word_f1():
     assert [p["step"] for p in result.curve] == [2, 4]
     assert all(0.0 <= p["dev word F1"] <= 1.0 for p in result.curve)
     assert train_inverter(inv, texts, vectors, cfg, show_progress=False).curve == []
+
+
+def test_the_decoder_is_handed_back_at_its_best_dev_point(monkeypatch):
+    """A flat rate can end a run in a dip: the attack reads the decoder as it was at its best dev point.
+    Scripted dev scores put the best at the first point (step 2 of 8); the decoder handed back then has
+    the weights of a 2-step run (same seed, batches and flat rate), not those of the 8th step."""
+    import lbr_utils.invert as invert
+
+    texts = ["alpha beta", "gamma delta", "beta gamma", "delta alpha"]
+    vectors = np.eye(4, dtype=np.float32)
+    calls = []
+
+    def scripted(guess, truth):  # 1.0 for the first evaluation's texts, 0.0 after
+        calls.append(1)
+        return {"f1": 1.0 if len(calls) <= 2 else 0.0}
+
+    monkeypatch.setattr(invert, "set_scores", scripted)
+
+    def trained(steps: int, dev) -> Inverter:
+        model, tok = build_tiny()
+        inv = Inverter(model, tok, embed_dim=4, prefix_len=2, lora_rank=2)
+        cfg = invert.InversionConfig(steps=steps, batch_size=2, max_length=4, eval_every=2, lr=1e-2)
+        invert.train_inverter(inv, texts, vectors, cfg, show_progress=False, dev=dev)
+        return inv
+
+    best = trained(8, (texts[:2], vectors[:2])).state_dict()
+    short = trained(2, None).state_dict()
+    assert len(calls) == 8 and all(torch.allclose(best[k], short[k]) for k in short)

@@ -221,12 +221,15 @@ def test_compression_claims_by_hand():
     rng = np.random.default_rng(0)
     quality, training = [], []
     for seed in (0, 1, 2):
-        for task, gain in [("qa", 0.3), ("reconstruct", 0.0)]:
-            truncated = rng.uniform(0, 0.5, 40)
-            for mode, scores in [("compressed", truncated + gain + rng.normal(0, 0.01, 40)), ("truncated", truncated)]:
-                quality.append({"task": task, "mode": mode, "ratio": 8.0, "seed": seed, "per_example": scores.tolist()})
+        for task, gain, ratios in [("qa", 0.3, (2.0, 4.0, 8.0, 16.0)), ("reconstruct", 0.0, (8.0,))]:
+            for ratio in ratios:
+                truncated = rng.uniform(0, 0.5, 40)
+                for mode, scores in [("compressed", truncated + gain + rng.normal(0, 0.01, 40)), ("truncated", truncated)]:
+                    quality.append({"task": task, "mode": mode, "ratio": ratio, "seed": seed,
+                                    "per_example": scores.tolist(), "ROUGE-L per example": scores.tolist()})
         curve = [{"step": s, "qa, compressed": 0.5, "reconstruct, compressed": 0.1 * s, "qa, truncated": 0.2,
-                  "reconstruct, truncated": 0.3} for s in (3, 6, 9, 12)]
+                  "reconstruct, truncated": 0.3, "qa, compressed, loss": 1.0, "qa, truncated, loss": 1.0}
+                 for s in (3, 6, 9, 12)]
         training.append({"seed": seed, "steps": 12, "dev_curve": curve})
     decoding = [{"passage_tokens": n, "reading": reading, "repeat": r, "answer_tokens": 64, "prefill_s": prefill,
                  "ms_per_token": ms, "end_to_end_s": prefill + 0.064 * ms, "busy_cores": 0.1}
@@ -258,6 +261,14 @@ def test_compression_claims_by_hand():
                                                     for c in tables["training"].dev_curve])
     late = survey_claims(dict(tables, training=climbing)).set_index("claim")
     assert late.loc[qa.name, "verdict"] == "not judged: truncated (qa) not converged"
+    # exact match flat, but the compressed reading's answer loss still falling (0.2 nats a quarter): not judged
+    learning = tables["training"].assign(dev_curve=[[dict(p, **{"qa, compressed, loss": 2.0 - 0.2 * p["step"] / 3})
+                                                     for p in c] for c in tables["training"].dev_curve])
+    judged = survey_claims(dict(tables, training=learning)).set_index("claim")
+    assert judged.loc[qa.name, "verdict"] == "not judged: compressed (qa) not converged"
+    assert not judged.filter(like="reconstructs", axis=0).verdict.str.contains("compressed \\(qa\\)").any()
+    assert len(table.filter(like="answers more questions than truncation", axis=0)) == 4  # every ratio
+    assert len(table.filter(like="reconstructs the passage", axis=0)) == 2  # token accuracy and ROUGE-L
 
 
 def test_noisy_corpus_embedder_perturbs_stored_documents_only():
@@ -286,15 +297,17 @@ def test_recovered_words_and_the_leak_by_hand():
     assert leak(table).per_query.iloc[0] == pytest.approx([0.2, -0.1])
 
 
-def test_usable_noise_is_the_largest_that_costs_at_most_two_points_on_dev():
-    """Picked on the dev queries: the evaluation queries, which judge it, would pick otherwise here."""
+def test_usable_noise_is_the_largest_that_costs_at_most_one_point_on_dev_with_all_below_it():
+    """Picked on the dev queries with half the claim's two-point budget (the evaluation queries, which
+    judge it, would pick otherwise here), and never past a smaller scale that failed ("c")."""
     from lbr_utils.studies.ch07_inversion import usable_noise
 
-    retrieval = pd.DataFrame({"embedder": ["a"] * 4 + ["b"] * 2, "noise": [0.0, 0.01, 0.05, 0.1, 0.0, 0.01],
-                              "dev NDCG@10": [0.50, 0.495, 0.481, 0.40, 0.6, 0.5],
-                              "NDCG@10": [0.50, 0.49, 0.40, 0.30, 0.6, 0.59]})
-    assert usable_noise(retrieval) == {"a": 0.05, "b": 0.0}
-    assert usable_noise(retrieval, column="NDCG@10") == {"a": 0.01, "b": 0.01}
+    retrieval = pd.DataFrame({"embedder": ["a"] * 4 + ["b"] * 2 + ["c"] * 3,
+                              "noise": [0.0, 0.01, 0.05, 0.1, 0.0, 0.01, 0.0, 0.01, 0.05],
+                              "dev NDCG@10": [0.50, 0.495, 0.481, 0.40, 0.6, 0.5, 0.5, 0.48, 0.5],
+                              "NDCG@10": [0.50, 0.49, 0.40, 0.30, 0.6, 0.59, 0.5, 0.5, 0.5]})
+    assert usable_noise(retrieval) == {"a": 0.01, "b": 0.0, "c": 0.0}
+    assert usable_noise(retrieval, column="NDCG@10") == {"a": 0.01, "b": 0.01, "c": 0.05}
 
 
 def test_inversion_claims_judge_each_attack_and_the_noise_by_hand():
@@ -312,7 +325,7 @@ def test_inversion_claims_judge_each_attack_and_the_noise_by_hand():
                 inversion.append({"embedder": "e", "attack": attack, "noise": noise, "seed": seed,
                                   "word F1": (floor + kept * gain + rng.normal(0, 0.01, 50)).tolist(),
                                   "word F1, floor": floor.tolist()})
-            per_query = (0.5 - noise / 5 + rng.normal(0, 0.005, 50)).tolist()
+            per_query = (0.5 - noise / 10 + rng.normal(0, 0.005, 50)).tolist()  # noise 0.05 costs half a point
             retrieval.append({"embedder": "e", "noise": noise, "seed": seed, "NDCG@10": float(np.mean(per_query)),
                               "per_query": per_query, "dev NDCG@10": float(np.mean(per_query))})
     flat = [{"step": step, "dev word F1": 0.3} for step in (25, 50, 75, 100)]
@@ -329,7 +342,7 @@ def test_inversion_claims_judge_each_attack_and_the_noise_by_hand():
     assert halves["noise at 0.05 (at most 2 NDCG@10 points lost) halves the decoder's leak"] == \
         "not judged: no clean leak to halve"
     budget = table.loc["noise at 0.05 costs retrieval at most 2 NDCG@10 points"]
-    assert budget["verdict"] == "reproduced" and budget["ours"] == pytest.approx(-1.0, abs=0.3)
+    assert budget["verdict"] == "reproduced" and budget["ours"] == pytest.approx(-0.5, abs=0.3)
     costly = dict(tables, retrieval=tables["retrieval"].assign(**{"dev NDCG@10": lambda t: 0.5 - 2 * t.noise}))
     assert (survey_claims(costly).set_index("claim").filter(like="noise at 0 ", axis=0).verdict
             == "not judged: no noise within the retrieval budget").all()
@@ -471,7 +484,7 @@ def test_a_layer_read_through_the_final_norm_is_the_cut_models_last_state():
 
 def test_chapter6_passages_fit_what_the_model_reads():
     """Every passage chapter 6 trains, tunes or tests on fits the model's reading window, so no reading
-    loses the fact a question asks about; the sizes stay what the profile asks for."""
+    loses the fact a question asks about; no split grows past what the profile asks for."""
     from lbr_utils.pooling import token_ids
     from lbr_utils.studies._compression_cells import compression_config, datasets
 
@@ -481,7 +494,9 @@ def test_chapter6_passages_fit_what_the_model_reads():
     train, dev, test = datasets(profile, 0, tok, window)
     everything = train + [e for split in (dev, test) for examples in split.values() for e in examples]
     assert everything and all(len(token_ids(tok, e.passage)) <= window for e in everything)
-    assert any(e.task == "qa" for e in train) and test["qa"] and len(test["reconstruct"]) == profile.n_eval
+    assert any(e.task == "qa" for e in train) and test["qa"] and 0 < len(test["reconstruct"]) <= profile.n_eval
+    # a reconstructed passage is shaped like a QA one (three cards), so phase 1 fills the bottleneck as QA will
+    assert all(e.passage.count("(ICD-10-CM ") == 3 for e in train + test["reconstruct"])
     unlimited = datasets(profile, 0, tok, 10**6)[2]["qa"]
     assert any(len(token_ids(tok, e.passage)) > window for e in unlimited)  # the window does leave some out
 
@@ -678,3 +693,17 @@ def test_the_layer_lines_say_what_their_numbers_say():
     stream, norm = layer_lines(ndcg)
     assert "layer 7 **25.0**, layer 15 **2.0**, layer 22 **30.0**, last layer **20.0**: layers 7, 22 beat the last." in stream
     assert norm.endswith("every intermediate layer beats the last, and the score falls with every step in depth.")
+
+
+def test_a_halving_is_not_judged_when_holm_leaves_its_clean_leak_undecided():
+    """The gate after Holm: the decoder's clean leak ended inconclusive, so its halving is withdrawn;
+    the adaptive probe's halving answers to the probe's clean leak, which held."""
+    from lbr_utils.studies.ch07_inversion import ADAPTIVE, NO_LEAK, PROBE, _halving_needs_a_leak
+
+    family = pd.DataFrame([
+        {"embedder": "e", "a": "decoder", "claim": "stored embeddings leak their text: the decoder ...", "verdict": "inconclusive"},
+        {"embedder": "e", "a": PROBE, "claim": "stored embeddings leak their text: the probe ...", "verdict": "reproduced"},
+        {"embedder": "e", "a": "decoder", "claim": "noise at 0.01 (...) halves the decoder's leak", "verdict": "reproduced"},
+        {"embedder": "e", "a": ADAPTIVE, "claim": "noise at 0.01 (...) halves the adaptive probe's leak", "verdict": "contradicted"}])
+    assert _halving_needs_a_leak(family).verdict.tolist() == [
+        "inconclusive", "reproduced", f"not judged: {NO_LEAK}", "contradicted"]

@@ -13,7 +13,7 @@ from ..data import load_domain
 from ..models import add_bottleneck_tokens, load_causal_lm
 from ..profiles import Profile
 from ..runcache import cache_key, cached_json, code_fingerprint
-from ._compression_cells import CLAIM_RATIO, DOMAIN
+from ._compression_plan import CLAIM_RATIO, DOMAIN
 
 REPEATS = 5  # timings per (passage length, reading)
 

@@ -28,6 +28,8 @@ from ._inversion_cells import DECODER_EPOCHS, DECODER_TOKENS, EMBEDDERS, N_SECRE
 NAME = __name__.rpartition(".")[2]
 TITLE = "Embedding inversion (chapter 7)"
 UTILITY_LOSS = 2.0  # NDCG@10 points a practitioner would give up for privacy
+PICK_LOSS = UTILITY_LOSS / 2  # what the pick may cost on dev: room for the evaluation CI under the budget
+NO_LEAK = "no clean leak to halve"
 PROBE = "bag-of-words probe"
 ADAPTIVE = "adaptive probe"  # the probe refit on noised vectors: at noise 0 the probe itself
 
@@ -74,15 +76,23 @@ def privacy_utility(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return pd.DataFrame(rows).merge(pd.DataFrame(ndcg), on=["embedder", "noise"])
 
 
-def usable_noise(retrieval: pd.DataFrame, loss: float = UTILITY_LOSS, column: str = "dev NDCG@10") -> dict[str, float]:
-    """Per embedder: the largest noise scale whose mean ``column`` is at most ``loss`` points below the
-    clean one (0 when even the smallest costs more). Picked on the dev queries, so the claim that it
-    costs at most ``loss`` is then judged on evaluation queries that did not choose it."""
+def usable_noise(retrieval: pd.DataFrame, loss: float = PICK_LOSS, column: str = "dev NDCG@10") -> dict[str, float]:
+    """Per embedder: the largest noise scale that, with every smaller one, costs at most ``loss`` points
+    of mean ``column`` (0 when even the smallest costs more). Picked on the dev queries, so the claim
+    that it costs at most ``UTILITY_LOSS`` is judged on evaluation queries that did not choose it; with
+    half that budget, since a scale picked at the budget itself would leave the evaluation CI
+    straddling it by construction; and only past scales that all qualified, so that a lucky dev
+    score cannot carry the pick over a scale that failed."""
     mean = retrieval.groupby(["embedder", "noise"])[column].mean() * 100
     out = {}
     for name, g in mean.groupby(level=0):
-        g = g.droplevel(0)
-        out[name] = float(max(s for s, v in g.items() if g[0.0] - v <= loss))
+        g = g.droplevel(0).sort_index()
+        usable = 0.0
+        for scale, value in g.items():
+            if g[0.0] - value > loss:
+                break
+            usable = scale
+        out[name] = float(usable)
     return out
 
 
@@ -125,7 +135,7 @@ def survey_claims(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
                 rows.append(row)
             text = (f"noise at {noise[name]:g} (at most {UTILITY_LOSS:g} NDCG@10 points lost) halves the {attack}'s "
                     "leak")
-            reason = ("no noise within the retrieval budget" if noise[name] == 0 else "no clean leak to halve"
+            reason = ("no noise within the retrieval budget" if noise[name] == 0 else NO_LEAK
                       if shown.get(PROBE if attack == ADAPTIVE else attack) in ("contradicted", "inconclusive") else None)
             if reason:
                 rows.append({**judged_claim(text, {}, -1, embedder=name), "source": "practice: noise as a defence",
@@ -135,7 +145,21 @@ def survey_claims(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
             rows.append(unconverged(judged_claim(text, {s: v - clean[s] / 2 for s, v in noisy.items()}, -1,
                                                  source="practice: noise as a defence", embedder=name, a=attack),
                                     still_learning))
-    return claim_family(rows)
+    return _halving_needs_a_leak(claim_family(rows))
+
+
+def _halving_needs_a_leak(family: pd.DataFrame) -> pd.DataFrame:
+    """A halving claim whose attack's clean leak ends undecided or contradicted once Holm has adjusted
+    the family is not judged either: the gate before the family saw only the unadjusted verdict."""
+    clean = {(r.embedder, r.a): r.verdict for r in family.itertuples() if r.claim.startswith("stored embeddings leak")}
+
+    def gated(row) -> str:
+        if " halves the " not in row["claim"] or row["verdict"].startswith("not judged"):
+            return row["verdict"]
+        leak = clean.get((row["embedder"], PROBE if row["a"] == ADAPTIVE else row["a"]))
+        return f"not judged: {NO_LEAK}" if leak in ("contradicted", "inconclusive") else row["verdict"]
+
+    return family.assign(verdict=family.apply(gated, axis=1))
 
 
 def claims(records: dict[str, dict]) -> dict[str, pd.DataFrame]:
