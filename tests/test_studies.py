@@ -707,3 +707,19 @@ def test_a_halving_is_not_judged_when_holm_leaves_its_clean_leak_undecided():
         {"embedder": "e", "a": ADAPTIVE, "claim": "noise at 0.01 (...) halves the adaptive probe's leak", "verdict": "contradicted"}])
     assert _halving_needs_a_leak(family).verdict.tolist() == [
         "inconclusive", "reproduced", f"not judged: {NO_LEAK}", "contradicted"]
+
+
+def test_written_negatives_are_flagged_for_copies_paraphrases_and_loops():
+    """By hand: a near-copy, a paraphrase MiniLM puts closer to the query than the positive, a loop,
+    and a real negative (no flag)."""
+    from lbr_utils.studies.ch04_synthetic import negative_flags
+
+    neg = pd.DataFrame({"near-copy of the positive": [True, False, False, False],
+                        "cos(query, written negative)": [0.5, 0.9, 0.3, 0.4],
+                        "cos(query, positive)": [0.8, 0.8, 0.8, 0.8],
+                        "written negative": ["Fracture of humerus", "Broken upper arm bone",
+                                             "teeth, teeth, teeth, teeth, teeth", "Fracture of the femur"]})
+    flags = negative_flags(neg)
+    assert flags["any of these"].tolist() == [True, True, True, False]
+    assert flags["closer to the query than the positive"].tolist() == [False, True, False, False]
+    assert flags["a degenerate loop"].tolist() == [False, False, True, False]

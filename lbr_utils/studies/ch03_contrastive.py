@@ -74,9 +74,10 @@ def run(profile_name: str, domain: str = "medical", seeds: tuple[int, ...] | Non
 def temperature_weights(profile_name: str, domain: str = "medical", seed: int = 0, negatives: int = 7,
                         temperatures: tuple[float, ...] = (0.02, 0.05, 0.1),
                         embedder: str = "all-MiniLM-L6-v2") -> tuple[str, pd.DataFrame]:
-    """One training query as InfoNCE sees it: its answer and the ``negatives`` other CL answers that
-    ``embedder`` ranks closest, each with its cosine and the softmax weight the query puts on it at
-    every temperature. ``embedder`` is all-MiniLM-L6-v2 (the encoder a practitioner starts from) or
+    """One training query with its answer and the ``negatives`` other CL answers that ``embedder``
+    ranks closest, as if they were its batch (the hardest batch it could meet: in-batch negatives are
+    random answers, mostly further away), each with its cosine and the softmax weight the query puts
+    on it at every temperature. ``embedder`` is all-MiniLM-L6-v2 (the encoder a practitioner starts from) or
     ``"SmolLM2"`` (the chapter's LLM before training, mean pooling): the weights depend on how spread
     the cosines are, and an untrained LLM's are bunched. Returns (query, table)."""
     from ..data import load_domain
@@ -118,7 +119,7 @@ def survey_claims(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     largest = mat[mat.dim == mat.dim.max()]
     small, full = int(mat.dim.min()), int(mat.dim.max())
     matched = retrieval[retrieval.model == HARD + EQUAL_COMPUTE]
-    steps = sorted({int(n) for n in matched["steps"]}) if "steps" in matched else []
+    steps = sorted({int(n) for n in matched["steps"].dropna()}) if "steps" in matched else []
     when = (f"scored after {steps[0]}{'' if len(steps) == 1 else f'-{steps[-1]}'} steps, when it has encoded as many "
             "tokens as the base recipe's whole run" if steps else "at the base recipe's compute")
     at_small = per_query_differences(smallest, "Matryoshka", BASE)

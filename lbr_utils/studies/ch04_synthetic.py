@@ -22,6 +22,7 @@ import pandas as pd
 from ..profiles import Profile, get_profile, lbr_profile
 from ..results import load_tables, save_results, timer
 from ..stats import claim_family, judged_claim, late_models, per_query_differences, unconverged
+from ..synth import degenerate
 from ._contrastive_cells import base_recipe
 from ._synthetic_cells import (ARMS, CHECKS, LONGER, N_DOCUMENTS, N_NEGATIVES, datasets, synthesised,
                                trained)
@@ -89,6 +90,18 @@ def funnel(queries: pd.DataFrame) -> pd.DataFrame:
         steps[STEP_NAMES[check]] = left.groupby(queries.seed).sum()
     table = pd.DataFrame(steps).T
     return table.assign(**{"share of written": table.mean(axis=1) / table.iloc[0].mean()})
+
+
+def negative_flags(negatives: pd.DataFrame) -> pd.DataFrame:
+    """Why a written negative may be no negative, one column each and whether any holds: it repeats
+    the positive's words (a near-copy), MiniLM puts it closer to the query than the positive (a
+    paraphrase the word check misses; a false negative either way), or it loops instead of writing."""
+    flags = pd.DataFrame({
+        "near-copy of the positive": negatives["near-copy of the positive"].astype(bool),
+        "closer to the query than the positive":
+            negatives["cos(query, written negative)"] > negatives["cos(query, positive)"],
+        "a degenerate loop": negatives["written negative"].map(lambda t: bool(t) and degenerate(t))})
+    return flags.assign(**{"any of these": flags.any(axis=1)})
 
 
 def survey_claims(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
