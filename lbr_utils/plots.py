@@ -251,7 +251,17 @@ def filter_figure(funnel: pd.DataFrame, queries: pd.DataFrame, earlier: Sequence
     return fig
 
 
-MIN_SPAN = 10.0  # NDCG@10 points: the narrowest x range of the privacy/utility figure
+MIN_SPAN = 10.0  # NDCG@10 points: the narrowest range an axis of scores is drawn over
+
+
+def widen(ax, axis: str = "y", span: float = MIN_SPAN) -> None:
+    """Draw ``axis`` over at least ``span`` units around its data, so that a noise-sized difference
+    of scores does not fill the panel and look like a trend."""
+    low, high = ax.get_ylim() if axis == "y" else ax.get_xlim()
+    if high - low < span:
+        middle = (low + high) / 2
+        (ax.set_ylim if axis == "y" else ax.set_xlim)(middle - span / 2, middle + span / 2)
+
 
 
 def privacy_utility_figure(curve: pd.DataFrame):
@@ -270,10 +280,7 @@ def privacy_utility_figure(curve: pd.DataFrame):
             for x, y, scale in zip(g["NDCG@10"], g["leak"], g["noise"]):
                 ax.annotate(f"{scale:g}", (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
         ax.axhline(0, color="grey", linewidth=0.8, linestyle="--")
-        low, high = ax.get_xlim()
-        if high - low < MIN_SPAN:
-            middle = (low + high) / 2
-            ax.set_xlim(middle - MIN_SPAN / 2, middle + MIN_SPAN / 2)
+        widen(ax, "x")
         style(ax, "retrieval NDCG@10 (x100), noisy stored vectors", "leak: word F1 above the floor (points)", name)
     fig.tight_layout()
     return fig

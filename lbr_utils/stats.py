@@ -474,6 +474,16 @@ def verdict_counts(families: Mapping[str, pd.DataFrame]) -> str:
     return f"{int(verdicts.sum())} claims: " + ", ".join(parts) + tail
 
 
+def signed(x: float, digits: int = 1) -> str:
+    """``x`` with its sign, never "-0.0": a bound that rounds to zero from below prints as +0.0."""
+    return f"{round(float(x), digits) + 0.0:+.{digits}f}"
+
+
+def interval(row: Mapping[str, object], digits: int = 1) -> str:
+    """A claim row's difference and 95% CI as the pages print it: "+1.5 [-0.7, +4.0]"."""
+    return f"{signed(row['ours'], digits)} [{signed(row['ci_low'], digits)}, {signed(row['ci_high'], digits)}]"
+
+
 def verdict_lines(table: pd.DataFrame, unit: str = " NDCG@10 points") -> list[str]:
     """A judged claim family as "What this shows" bullets: verdict, claim, difference and CI, and for an
     inconclusive claim roughly how many seeds would decide it (:func:`seeds_to_decide`). A row's own
@@ -482,7 +492,7 @@ def verdict_lines(table: pd.DataFrame, unit: str = " NDCG@10 points") -> list[st
     for r in table.to_dict(orient="records"):
         where = "".join(f" ({r[k]})" for k in ("domain", "embedder") if isinstance(r.get(k), str))
         own = r["unit"] if isinstance(r.get("unit"), str) else unit
-        numbers = "" if pd.isna(r["ours"]) else f": {r['ours']:+.1f}{own} [{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]"
+        numbers = "" if pd.isna(r["ours"]) else f": {signed(r['ours'])}{own} [{signed(r['ci_low'])}, {signed(r['ci_high'])}]"
         lines.append(f"- **{r['verdict']}**: {r['claim']}{where}{numbers}{to_decide(r)}{fragile(r)}.")
     return lines
 
@@ -498,12 +508,12 @@ def fragile(row: Mapping[str, object]) -> str:
     margin = row.get("margin")
     against = f"-{float(margin):g}" if margin is not None and not pd.isna(margin) and margin else "0"
     n, agreeing = int(row["seeds"]), row.get("seeds_agreeing")
-    interval = (f"the t-interval of the {n} seed means, [{row['seed_low']:+.1f}, {row['seed_high']:+.1f}], does not "
-                f"clear {against}")
+    seeds = (f"the t-interval of the {n} seed means, [{signed(row['seed_low'])}, {signed(row['seed_high'])}], does not "
+             f"clear {against}")
     if agreeing == n:  # every seed agrees: the interval is wide because n - 1 degrees of freedom are few
-        return (f"; all {n} seed means lie on its side, but {interval} ({n - 1} degrees of freedom): "
-                "a rerun could flip it even so")
-    return f"; over seeds alone, {interval}: a rerun could flip it"
+        freedom = f"{n - 1} degree{'' if n == 2 else 's'} of freedom"
+        return f"; all {n} seed means lie on its side, but {seeds} ({freedom}): a rerun could flip it even so"
+    return f"; over seeds alone, {seeds}: a rerun could flip it"
 
 
 def held_back_by_holm(row: Mapping[str, object]) -> bool:
@@ -552,17 +562,15 @@ def display_claims(table: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
     the Holm-adjusted p, the verdict, whether a decided verdict holds over the seed means alone
     (:func:`holds_across_seeds`) and, for an inconclusive claim, about how many seeds would decide
     it (:func:`seeds_to_decide`; numbers rounded, the raw columns stay in the results)."""
-    def interval(r) -> str:
-        if pd.isna(r["ours"]):
-            return "–"
-        return f"{r['ours']:+.{digits}f} [{r['ci_low']:+.{digits}f}, {r['ci_high']:+.{digits}f}]"
+    def shown(r) -> str:
+        return "–" if pd.isna(r["ours"]) else interval(r, digits)
 
     labels = [c for c in table.columns if c not in {"claim", "ours", "ci_low", "ci_high", "paper", "paper_in_ci", "p",
                                                      "p_holm", "verdict", "seeds", "a", "b", "arms", "margin",
                                                      "expected_sign", "seed_low", "seed_high", "seeds_agreeing"}]
     return pd.DataFrame({**{c: table[c] for c in labels}, "claim": table["claim"],
-                         "ours [95% CI]": table.apply(interval, axis=1),
-                         "paper": table["paper"].map(lambda v: "–" if v is None or pd.isna(v) else f"{v:+.{digits}f}"),
+                         "ours [95% CI]": table.apply(shown, axis=1),
+                         "paper": table["paper"].map(lambda v: "–" if v is None or pd.isna(v) else signed(v, digits)),
                          "paper in CI": table["paper_in_ci"].map({True: "yes", False: "no"}).fillna("–"),
                          "p (Holm)": table["p_holm"].map(lambda v: "–" if pd.isna(v) else f"{v:.3f}"),
                          "verdict": table["verdict"],

@@ -569,7 +569,29 @@ def test_table4_waits_for_all_four_runs_and_table6_reads_the_standard_models_thr
     assert style["IB-GL (SFT) beats Standard SFT read by its last token"] == "reproduced"
     retrieval = pd.DataFrame(record["metrics"]["retrieval"])
     story = drops_story(retrieval, families[TABLE4])
-    assert "+1.0 [+1.0, +1.0] points after GL" in story and "not judged" in story
+    assert "costs 1.0 NDCG@10 points [+1.0, +1.0] after GL" in story and "not judged" in story
+
+
+def test_the_ablations_summary_reads_its_numbers_from_the_record():
+    """"In brief" for 5b: a bullet per question with the record's numbers, the ratio sweep's widest seed
+    spread, and the exploratory family kept out of the report's counts."""
+    from lbr_utils.studies.ch05b_lbr_ablations import EXPLORATORY, judged, ratio_spread, summary_lines, synthesis
+
+    record = _ablations_record() | {"config": {"stage1": {"steps": 4, "max_input": 48}, "ratios": [4.0, 8.0, 16.0, 32.0]},
+                                    "provenance": {"seeds": [0, 1, 2]}}
+    for row in record["metrics"]["retrieval"]:
+        if row["model"] == "r=16":
+            row["score"], row["per_query"] = 0.35 + 0.1 * row["seed"], [0.35 + 0.1 * row["seed"]] * len(row["per_query"])
+    lines = summary_lines(record)
+    assert "give k = 13, 7, 4, 2 bottleneck tokens" in lines[-1]
+    assert any(line.startswith("- **Attention in stage 2 (Table 4):**") for line in lines)
+    ratio = next(line for line in lines if line.startswith("- **The compression ratio"))
+    assert "The highest mean is at r = 16" in ratio and "at r = 16, where their scores run from 35.0 to 55.0" in ratio
+    assert ratio_spread(pd.DataFrame(record["metrics"]["retrieval"]))[16.0] == pytest.approx(20.0)
+    assert lines[-1].startswith("- **What these runs cannot say:**")
+    text = synthesis(record)
+    counted = sum(len(t) for title, t in judged(record).items() if title != EXPLORATORY)
+    assert f"{counted} claims:" in text and f"and {len(judged(record)[EXPLORATORY])} exploratory" in text
 
 
 def test_the_best_ratio_is_its_own_exploratory_family():

@@ -23,9 +23,9 @@ from ..data import DomainSplits, load_domain
 from ..lbr import RATIO, ContrastiveConfig, GenerativeConfig, configs, max_length
 from ..profiles import Profile, get_profile, lbr_profile
 from ..results import load_tables, paper_numbers, save_results, timer
-from ..stats import (FLAT_GAIN, claim_family, each_run_once, fmt, holds_across_seeds, judged_claim, late_groups,
-                     mean_std, per_query_differences, quarter_gain_table, quarter_gains, spearman, to_decide,
-                     unconverged, verdict_counts, verdict_lines)
+from ..stats import (FLAT_GAIN, claim_family, each_run_once, fmt, holds_across_seeds, interval, judged_claim,
+                     late_groups, mean_std, per_query_differences, quarter_gain_table, quarter_gains, spearman,
+                     to_decide, unconverged, verdict_counts, verdict_lines)
 from ._lbr_cells import BASELINES, collect, run_baseline, run_cell, scale_line
 
 NAME = __name__.rpartition(".")[2]
@@ -447,9 +447,8 @@ def summary_lines(record: dict) -> list[str]:
     tables = judged(record)
     rows = {title: table.to_dict(orient="records") for title, table in tables.items()}
     stages = rows["Table 3: stages (paper protocol: equal stage-2 steps)"]
-    ci = lambda r: f"{r['ours']:+.1f} [{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]"
     flip = lambda r: " (could flip on a rerun: its seed interval holds 0)" if holds_across_seeds(r) is False else ""
-    said = lambda r: f"{r['domain']}: {r['verdict']}, {ci(r)}{flip(r)}{to_decide(r)}"
+    said = lambda r: f"{r['domain']}: {r['verdict']}, {interval(r)}{flip(r)}{to_decide(r)}"
     before = [r for r in stages if r["claim"].startswith("IB-GL beats standard GL")]
     after = [r for r in stages if r["claim"].startswith(("IB-GL first", "standard GL first"))]
     paper = [r for r in stages if not pd.isna(r["paper"])]
@@ -458,7 +457,7 @@ def summary_lines(record: dict) -> list[str]:
         others = sorted((o[DEV_COLUMN] for o in rows[HEADLINE] if o["domain"] == r["domain"] and o is not r),
                         reverse=True)
         return f" (picked on dev: {r[DEV_COLUMN]:.1f} against the next arm's {others[0]:.1f})" if others else ""
-    heads = [f"{r['domain']}: {r['verdict']}, {ci(r)} against {r['b']}{runner_up(r)}{flip(r)}{to_decide(r)}; "
+    heads = [f"{r['domain']}: {r['verdict']}, {interval(r)} against {r['b']}{runner_up(r)}{flip(r)}{to_decide(r)}; "
              f"against each CL-only LLM, "
              f"{each_arm(rows[HEADLINE], r['domain'])}" for r in rows[HEADLINE] if r["claim"].endswith(best)]
     practical = {name: [said(r) for r in rows[PRACTICAL] if r["claim"] == f"LBR beats {name}"]
@@ -476,7 +475,7 @@ def summary_lines(record: dict) -> list[str]:
                f"instead): {'; '.join(found)}." for name, found in practical.items() if found)]
     if GENERATION in rows:
         lines.append("- **Does IB-GL keep GL's generation?** " + "; ".join(
-            f"{r['claim'].removeprefix(KEEPS)}: {r['verdict']}, {ci(r)}" for r in rows[GENERATION]
+            f"{r['claim'].removeprefix(KEEPS)}: {r['verdict']}, {interval(r)}" for r in rows[GENERATION]
             if r["claim"].startswith(KEEPS)) + ".")
     if climbing := rest_on_climbing_arms(record):
         lines.append("- **Read with care:** " + "; ".join(f"{r['claim']} ({r['domain']}: {r['verdict']})" for r in climbing)

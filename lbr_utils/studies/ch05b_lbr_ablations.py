@@ -8,6 +8,7 @@ hierarchical bootstrap over seeds and evaluation queries, Holm within each table
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import pandas as pd
@@ -16,8 +17,8 @@ from tqdm.auto import tqdm
 from ..lbr import RATIO, configs
 from ..profiles import Profile, get_profile, lbr_profile
 from ..results import load_tables, paper_numbers, provenance_line, save_results, timer
-from ..stats import (claim_family, claim_row, judged_claim, late_groups, per_query_differences, unconverged,
-                     verdict_counts, verdict_lines)
+from ..stats import (FLAT_GAIN, claim_family, claim_row, each_run_once, interval, judged_claim, late_groups,
+                     per_query_differences, signed, to_decide, unconverged, verdict_counts, verdict_lines)
 from . import ch05a_lbr_stages as stages
 from ._lbr_cells import collect, run_cell, scale_line
 
@@ -132,9 +133,10 @@ def attention_claims(retrieval: pd.DataFrame, late: set = frozenset()) -> pd.Dat
     seems), so no "paper in CI" is claimed here; the page shows them as extracted."""
     drop = attention_drops(retrieval)
     rows = [judged_claim("after IB-GL, causal contrastive learning beats bidirectional", drop["IB-GL"], +1,
-                         a="IB-GL+CL (causal)", b="IB-GL+CL (bidirectional)"),
+                         source="the paper's text (§5.1)", a="IB-GL+CL (causal)", b="IB-GL+CL (bidirectional)"),
             judged_claim("bidirectional attention costs IB-GL more than GL (drop after IB-GL minus drop after GL)",
                          {s: drop["IB-GL"][s] - drop["GL"][s] for s in drop["IB-GL"].keys() & drop["GL"].keys()}, +1,
+                         source="ours, from the paper's explanation (IB-GL's states are read causally)",
                          arms=[f"{s}+CL ({a})" for s in ("GL", "IB-GL") for a in ("causal", "bidirectional")])]
     return claim_family([unconverged(r, _late(late, "attention")) for r in rows])
 
@@ -150,12 +152,13 @@ def drops_story(retrieval: pd.DataFrame, table4: pd.DataFrame) -> str:
     """Table 4 in one sentence: each drop with its 95% CI, then their difference, the paper's claim,
     as judged in ``table4`` (:func:`attention_claims`)."""
     drop = attention_drops(retrieval)
-    ci = lambda r: f"{r['ours']:+.1f} [{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]"
     gl, ib = (judged_claim("", drop[s], +1) for s in ("GL", "IB-GL"))
     [both] = [r for r in table4.to_dict(orient="records") if r["claim"].startswith("bidirectional")]
-    return (f"Switching stage 2 to bidirectional attention changes NDCG@10 by {ci(gl)} points after GL and by "
-            f"{ci(ib)} after IB-GL (causal minus bidirectional, 95% CIs); the drop after IB-GL minus the drop after "
-            f"GL: {ci(both)} (**{both['verdict']}**).")
+    cost = lambda r: (f"{'costs' if r['ours'] > 0 else 'gains'} {abs(r['ours']):.1f} NDCG@10 points "
+                      f"[{signed(r['ci_low'])}, {signed(r['ci_high'])}]")
+    return (f"Switching stage 2 from causal to bidirectional attention {cost(gl)} after GL and {cost(ib)} after "
+            f"IB-GL (each CI of causal minus bidirectional, 95%); the cost after IB-GL minus the cost after GL: "
+            f"{interval(both)} (**{both['verdict']}**).")
 
 
 def ratio_means(retrieval: pd.DataFrame) -> pd.DataFrame:
@@ -198,6 +201,10 @@ def style_claims(retrieval: pd.DataFrame) -> pd.DataFrame:
                                  t6[ib]["retrieval"] - t6[std]["retrieval"]))
         rows += [judged_claim(f"{ib} beats {std} read by its {name}", per_query_differences(part, ib, f"{std} ({name})"),
                               +1) for name, _ in READOUTS if f"{std} ({name})" in set(part.model)]
+    # The paper's text calls SFT-style data slightly better; its own Table 6 puts PT above SFT.
+    rows.append(judged_claim("IB-GL with SFT-style data beats IB-GL with PT-style data (the paper's text; its Table 6 "
+                             "says the reverse)", per_query_differences(part, "IB-GL (SFT)", "IB-GL (PT)"), +1,
+                             t6["IB-GL (SFT)"]["retrieval"] - t6["IB-GL (PT)"]["retrieval"]))
     return claim_family(rows)
 
 
@@ -230,14 +237,27 @@ def allocation_points(retrieval: pd.DataFrame) -> pd.DataFrame:
     return (100 * part.groupby(["model", "stage1_steps"]).score.agg(["mean", "std"])).reset_index()
 
 
+NO_STEP_TIMES = "not judged: a median over a few steps, with no per-step times to put a CI on"
+
+
 def step_time_claims(bench: dict) -> pd.DataFrame:
-    """Table 6's time column from the controlled step-time benchmark (``benchmarks/bench_ib_gl.py``)."""
+    """Table 6's time column from the controlled step-time benchmark (``benchmarks/bench_ib_gl.py``):
+    the ratios it measured, reported beside the paper's. A ratio of medians without the steps behind
+    it has no CI, so no verdict (the rule of every claim here)."""
     m, paper = bench["metrics"], {r["model"]: r["time"] for r in paper_numbers()["table6_styles"]["rows"]}
     sft, pt = m["ratio IB-GL/standard (SFT)"], m["ratio IB-GL/standard (PT)"]
     return pd.DataFrame([
-        claim_row("IB-GL (SFT) step time / standard SFT step time (target <= 1.05)", sft, float("nan"),
-                  paper["IB-GL (SFT)"], "reproduced" if sft <= 1.05 else "not reproduced"),
-        claim_row("IB-GL (PT) step time / standard PT step time", pt, float("nan"), paper["IB-GL (PT)"], "(reported)")])
+        claim_row("IB-GL (SFT) step time / standard SFT step time", sft, float("nan"),
+                  paper["IB-GL (SFT)"], NO_STEP_TIMES),
+        claim_row("IB-GL (PT) step time / standard PT step time", pt, float("nan"), paper["IB-GL (PT)"], NO_STEP_TIMES)])
+
+
+def step_tokens(bench: dict) -> str:
+    """Why PT-style IB-GL steps cost more: real tokens per step of each PT arm (equal steps are not equal
+    work when the bottleneck style rebuilds the whole input)."""
+    m = bench["metrics"]
+    return (f"an IB-GL (PT) step processes {m['IB-GL (PT)']['real_tokens_per_step']:.0f} real tokens against "
+            f"{m['standard PT']['real_tokens_per_step']:.0f} for standard PT")
 
 
 def judged(record: dict) -> dict[str, pd.DataFrame]:
@@ -255,25 +275,96 @@ def judged(record: dict) -> dict[str, pd.DataFrame]:
 
 
 def summary(record: dict) -> str:
-    """"What this shows", from the judged claims: every number comes from the results record."""
-    return "\n".join(line for table in judged(record).values() for line in verdict_lines(table))
+    """"What this shows": in brief (:func:`summary_lines`), then every verdict. Every number comes
+    from the results record."""
+    every = [line for table in judged(record).values() for line in verdict_lines(table)]
+    return "\n".join(["**In brief.**", "", *summary_lines(record), "", "**Every verdict.**", "", *every])
+
+
+def _said(r: dict) -> str:
+    return f"{r['verdict']}, {interval(r)}{to_decide(r)}"
+
+
+def climbing_runs(training: pd.DataFrame) -> dict[tuple[str, int], float]:
+    """(model, stage-2 steps) -> mean last-quarter dev gain, for the stage-2 runs that had not flattened
+    (a mean gain of ``FLAT_GAIN`` or more) though not far from convergence: the middle ground the
+    gate lets through. Each run once (:func:`lbr_utils.stats.each_run_once`)."""
+    conv = stages.convergence(each_run_once(training), snapshot_steps=0)
+    gains = conv.groupby(["model", "steps"])["last-quarter gain"].mean()
+    return {key: float(g) for key, g in gains.items() if FLAT_GAIN <= g < float("inf")}
+
+
+def summary_lines(record: dict) -> list[str]:
+    """What the chapter shows, one plain bullet per question the paper asks of its ablations (NDCG@10
+    points, 95% CI), then what reads with care and what these runs cannot say. Read by the page and
+    the report alike."""
+    families = judged(record)
+    rows = {title: table.to_dict(orient="records") for title, table in families.items()}
+    tables = load_tables(record)
+    retrieval = tables["retrieval"]
+    lines = []
+    if TABLE4 in rows:
+        [causal] = [r for r in rows[TABLE4] if r["claim"].startswith("after IB-GL")]
+        lines.append(f"- **Attention in stage 2 (Table 4):** {drops_story(retrieval, families[TABLE4])} The paper's "
+                     f"claim, that after IB-GL causal beats bidirectional: {_said(causal)}.")
+    if "Table 5: compression ratio (stage 1 only)" in rows:
+        means, spread = ratio_means(retrieval), ratio_spread(retrieval)
+        ends = "; ".join(f"{r['claim'].split(' (')[0]}: {_said(r)}" for r in rows["Table 5: compression ratio (stage 1 only)"])
+        best = means["mean"].idxmax()
+        widest = spread.idxmax()
+        lines.append(f"- **The compression ratio (Table 5, stage 1 only):** {ends}. The highest mean is at r = {best:g} "
+                     f"({means.loc[best, 'mean']:.1f}): a lead, not a finding, since it is picked on the queries that score "
+                     f"it. The seeds disagree most at r = {widest:g}, where their scores run from "
+                     f"{spread.attrs['low'][widest]:.1f} to {spread.attrs['high'][widest]:.1f}.")
+    if "Table 6: data style of stage 1" in rows:
+        style = rows["Table 6: data style of stage 1"]
+        at = [f"{r['claim']}: {_said(r)}" for r in style if " read by " not in r["claim"]]
+        inside = sum(bool(r["paper_in_ci"]) for r in style if not pd.isna(r["paper"]))
+        lines.append(f"- **Data style of stage 1 (Table 6):** {'; '.join(at)}. The paper's difference lies inside "
+                     f"our CI for {inside} of the {sum(not pd.isna(r['paper']) for r in style)} rows it gives one for.")
+    if "Figure 3: one budget, split between the stages" in rows:
+        points = allocation_points(retrieval)
+        where = ", ".join(f"{m} with {int(s1)} stage-1 steps {v:.1f}" for m, s1, v in
+                          points[["model", "stage1_steps", "mean"]].itertuples(index=False))
+        top = points.loc[points["mean"].idxmax()]
+        claims_here = "; ".join(f"{r['claim']}: {_said(r)}" for r in rows["Figure 3: one budget, split between the stages"])
+        lines.append(f"- **One budget split between the stages (Figure 3):** the paper sees an inverted U, IB-GL above GL "
+                     f"at every split. Ours (NDCG@10, mean over seeds): {where}; the highest is {top.model} "
+                     f"({top['mean']:.1f}). {claims_here}.")
+    if "training" in tables and (climbing := climbing_runs(tables["training"])):
+        lines.append("- **Read with care:** " + "; ".join(f"{model} ({steps} stage-2 steps) gained {gain:+.1f}"
+                                                          for (model, steps), gain in climbing.items())
+                     + f" in the last quarter of its steps (the rule: under {FLAT_GAIN:g}); a claim about "
+                       "these runs could move with more training.")
+    s1 = record["config"]["stage1"]
+    ks = ", ".join(f"{math.ceil((s1['max_input'] + 1) / r):d}" for r in record["config"]["ratios"])
+    lines.append(f"- **What these runs cannot say:** stage 1 trained {s1['steps']} steps on short questions read at "
+                 f"L = {s1['max_input']} tokens, so the ratios r = {', '.join(f'{r:g}' for r in record['config']['ratios'])} "
+                 f"give k = {ks} bottleneck tokens, and the mildest ratios hardly compress a question at all (chapter 5a "
+                 "measures how short they are); each seed draws its own split of the medical cards as well as its own "
+                 "training order, so the spread over seeds includes which conditions were trained and tested on.")
+    return lines
+
+
+def ratio_spread(retrieval: pd.DataFrame) -> pd.Series:
+    """Per ratio, the spread of its seeds' NDCG@10 (x100, highest minus lowest), with the lowest and the
+    highest in ``attrs``: a mean ± std hides one seed's collapse."""
+    part = _part(retrieval, "ratio").assign(r=lambda t: t.model.str.removeprefix("r=").astype(float),
+                                            score=lambda t: 100 * t.score)
+    low, high = part.groupby("r").score.min(), part.groupby("r").score.max()
+    spread = high - low
+    spread.attrs = {"low": low.to_dict(), "high": high.to_dict()}
+    return spread
 
 
 def synthesis(record: dict) -> str:
-    """The report's opening words on this chapter: its verdict counts, Table 4's difference of drops
-    and Table 5's best ratio (exploratory)."""
+    """The report's opening words on this chapter: its verdict counts (the exploratory family aside),
+    then :func:`summary_lines`."""
     families = judged(record)
-    retrieval = load_tables(record)["retrieval"]
-    text = f"**LBR's ablations (chapter 5b; {DOMAIN}; seeds {record['provenance']['seeds']}).** " \
-           f"{verdict_counts(families)}."
-    if TABLE4 in families:
-        text += " " + drops_story(retrieval, families[TABLE4])
-    if "ratio" in set(retrieval.part):
-        means = ratio_means(retrieval)
-        best = means["mean"].idxmax()
-        text += (f" The best compression ratio by mean NDCG@10 is r = {best:g} ({means.loc[best, 'mean']:.1f}; "
-                 f"exploratory: picked on the queries that score it).")
-    return text
+    counted = {title: table for title, table in families.items() if title != EXPLORATORY}
+    extra = f", and {len(families[EXPLORATORY])} exploratory" if EXPLORATORY in families else ""
+    return (f"**LBR's ablations (chapter 5b; {DOMAIN}; seeds {record['provenance']['seeds']}).** "
+            f"{verdict_counts(counted)}{extra}.\n\n" + "\n".join(summary_lines(record)))
 
 
 def claims(records: dict[str, dict]) -> dict[str, pd.DataFrame | str | tuple[str, pd.DataFrame]]:
