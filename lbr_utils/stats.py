@@ -379,6 +379,17 @@ PER_QUERY = "dev per query"  # a dev point's per-query NDCG@10 scores, where the
 NOT_CONVERGED = "not converged"  # how a verdict withheld by the convergence gate ends
 
 
+def loss_change(loss_curve: Sequence[Mapping]) -> float:
+    """How a run's training loss moved from the third quarter of its steps to the fourth (mean of each
+    quarter's logged points: a logged loss is one batch's). The evidence a run without a dev curve
+    (a stage-1 model) gives of whether it was still learning."""
+    curve = pd.DataFrame(list(loss_curve), columns=["step", "loss"])
+    end = curve.step.max() if len(curve) else 0
+    third, fourth = (curve[(curve.step > lo * end) & (curve.step <= hi * end)].loss.mean()
+                     for lo, hi in ((0.5, 0.75), (0.75, 1.0)))
+    return float(fourth - third)
+
+
 def quarter_gains(curve: Sequence[Mapping], end: int, key: str = "dev NDCG@10") -> tuple[float, float, np.ndarray] | None:
     """What a run gained on dev over the last quarter of its first ``end`` steps: (the step where that
     quarter starts, the score at ``end``, the gains), scores x100. The gains are per dev query (the

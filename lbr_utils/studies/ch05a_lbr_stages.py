@@ -24,7 +24,7 @@ from ..lbr import RATIO, ContrastiveConfig, GenerativeConfig, configs, max_lengt
 from ..profiles import Profile, get_profile, lbr_profile
 from ..results import load_tables, paper_numbers, save_results, timer
 from ..stats import (FLAT_GAIN, claim_family, each_run_once, fmt, holds_across_seeds, interval, judged_claim,
-                     late_groups, mean_std, per_query_differences, quarter_gain_table, quarter_gains, spearman,
+                     late_groups, loss_change, mean_std, per_query_differences, quarter_gain_table, quarter_gains, spearman,
                      to_decide, unconverged, verdict_counts, verdict_lines)
 from ._lbr_cells import BASELINES, collect, run_baseline, run_cell, scale_line
 
@@ -172,13 +172,9 @@ def exposure(training: pd.DataFrame, splits: pd.DataFrame, config: dict) -> pd.D
         stage = config[f"stage{r.stage}"]
         split = "gl" if r.stage == 1 else "gl + cl" if r.model == DATA_MATCHED else "cl"
         n = sum(int(sizes.loc[r.domain, part]) for part in split.split(" + "))
-        curve = pd.DataFrame(r.loss_curve, columns=["step", "loss"])
-        end = curve.step.max() if len(curve) else 0  # a logged loss is one batch's: compare quarter means
-        third, fourth = (curve[(curve.step > lo * end) & (curve.step <= hi * end)].loss.mean()
-                         for lo, hi in ((0.5, 0.75), (0.75, 1.0)))
         rows.append({"domain": r.domain, "stage": r.stage, "model": r.model, "trained on": split, "steps": r.steps,
                      "epochs": r.steps * stage["batch_size"] / n, "final loss": r.final_loss,
-                     "loss change, 3rd to 4th quarter": fourth - third,
+                     "loss change, 3rd to 4th quarter": loss_change(r.loss_curve),
                      "chance (ln batch)": np.log(stage["batch_size"]) if r.stage == 2 else np.nan})
     table = pd.DataFrame(rows)
     return table.groupby(["domain", "stage", "model", "trained on"], sort=False).median(numeric_only=True).round(2)
