@@ -33,10 +33,11 @@ PALETTE = {
     # Chapter 6's readings of a passage.
     "compressed": "#6b6ecf", "truncated": "#bd9e39", "full passage": "#525252", "closed book": "#969696",
     # Chapter 5b: the causal models are chapter 5a's (same colour), bidirectional ones their light twin;
-    # the ratio sweep a sequential ramp (r=8 is IB-GL itself); the two stage-1 styles.
+    # the ratio sweep viridis' hues, far enough apart to tell in a legend (r=8 is IB-GL itself); the two
+    # stage-1 styles.
     "GL+CL": "#e377c2", "IB-GL+CL": "#006d2c", "GL+CL (bidirectional)": "#f7b6d2",
     "IB-GL+CL (bidirectional)": "#98df8a",
-    "r=4": "#a6bddb", "r=8": "#2ca02c", "r=16": "#1c9099", "r=32": "#016c59", "r=64": "#014636",
+    "r=4": "#c2a000", "r=8": "#2ca02c", "r=16": "#21918c", "r=32": "#3b528b", "r=64": "#440154",
     "Standard SFT": "#ff7f0e", "IB-GL (SFT)": "#2ca02c", "Standard PT": "#a55194", "IB-GL (PT)": "#74c476",
 }
 # What a name missing from PALETTE gets: tab20's hues that no named model uses.
