@@ -508,6 +508,19 @@ def verdict_lines(table: pd.DataFrame, unit: str = " NDCG@10 points") -> list[st
     return lines
 
 
+def claim_lines(table: pd.DataFrame, by: str = "domain") -> list[str]:
+    """A claim family as one bullet per claim, its rows side by side by ``by`` (e.g. each domain's
+    verdict and difference with its 95% CI): the shape of an "In brief", where a verdict line per row
+    would repeat every claim once per domain. A row the seed interval does not carry is marked."""
+    lines = []
+    for claim, rows in table.groupby("claim", sort=False):
+        parts = [f"{r[by]}: {r['verdict']}" + ("" if pd.isna(r["ours"]) else f", {interval(r)}")
+                 + (" (could flip)" if holds_across_seeds(r) is False else "")
+                 for r in rows.to_dict(orient="records")]
+        lines.append(f"- **{claim}**: {'; '.join(parts)}.")
+    return lines
+
+
 HOLDS = {True: "yes", False: "no: could flip"}  # the page's "holds over seeds" column
 
 

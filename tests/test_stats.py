@@ -373,3 +373,11 @@ def test_a_bound_that_rounds_to_zero_prints_as_plus_zero():
 
     assert signed(-0.04) == "+0.0" and signed(-0.06) == "-0.1" and signed(2.345, 2) == "+2.35"
     assert interval({"ours": -1.8, "ci_low": -3.6, "ci_high": -0.01}) == "-1.8 [-3.6, +0.0]"
+
+
+def test_claim_lines_put_a_claims_domains_side_by_side():
+    from lbr_utils.stats import claim_family, claim_lines, judged_claim
+
+    rows = [judged_claim("A beats B", {0: np.full(20, d)}, +1, domain=name) for name, d in (("code", 0.05), ("medical", -0.05))]
+    lines = claim_lines(claim_family(rows))
+    assert lines == ["- **A beats B**: code: reproduced, +5.0 [+5.0, +5.0]; medical: contradicted, -5.0 [-5.0, -5.0]."]
