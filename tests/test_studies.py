@@ -745,3 +745,37 @@ def test_written_negatives_are_flagged_for_copies_paraphrases_and_loops():
     assert flags["any of these"].tolist() == [True, True, True, False]
     assert flags["closer to the query than the positive"].tolist() == [False, True, False, False]
     assert flags["a degenerate loop"].tolist() == [False, False, True, False]
+
+
+def test_the_hard_negative_run_is_scored_when_it_has_spent_the_base_recipes_tokens():
+    """Questions of 1 word, answers of 3 (a tokenizer that counts words): a base step of 2 pairs costs
+    2 x (1 + 3) = 8 tokens, 7 steps 56; a step with one hard negative a pair costs 2 x (1 + 3 + 3) = 14,
+    so the budget is spent after 4 steps (counting texts, 3/2 a pair, would have said 5)."""
+    from lbr_utils.contrastive import ContrastiveConfig
+    from lbr_utils.data import QARecord
+    from lbr_utils.studies._contrastive_cells import equal_compute_step
+
+    class Words:
+        def __call__(self, texts, add_special_tokens=False):
+            return {"input_ids": [[0] * len(t.split()) for t in texts]}
+
+    records = [QARecord(id=str(i), domain="medical", question=f"w{i}", answer=f"w{i} x{i} y{i}", entity=str(i))
+               for i in range(6)]
+    cfg = ContrastiveConfig(steps=7, batch_size=2, max_length=16, hard_negatives=1)
+    assert equal_compute_step(Words(), records, cfg) == 4
+
+
+def test_a_synthetic_query_that_quotes_or_copies_its_card_is_caught():
+    """A code whole or cut short by the writer's token limit is quoted ("B12" is a vitamin, not a code);
+    a query that copies the card's parent description is a copy, though under the threshold against
+    the whole card."""
+    from lbr_utils.data import QARecord
+    from lbr_utils.studies._synthetic_cells import _copies, _quotes_code
+
+    card = QARecord(id="x", domain="medical", question="q", entity="T42.8", group="T42",
+                    answer="Poisoning by antiparkinsonism drugs (ICD-10-CM T42.8; Poisoning by antiepileptic, "
+                           "sedative- hypnotic and antiparkinsonism drugs)")
+    assert [_quotes_code(t, card) for t in ["low vitamin B12", "heart attack (ICD-10-CM I2", "t42.8 poisoning",
+                                            "drug poisoning"]] == [False, True, True, False]
+    assert _copies(["poisoning by antiepileptic, sedative- hypnotic and antiparkinsonism drugs", "aspirin overdose"],
+                   [card, card]) == [True, False]
