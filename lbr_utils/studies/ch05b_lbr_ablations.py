@@ -122,6 +122,19 @@ def late_runs(training: pd.DataFrame) -> set[tuple[str, str, int]]:
     return out
 
 
+def failed_runs(training: pd.DataFrame, batch_size: int) -> dict[tuple[str, str, int], list[int]]:
+    """(part, model, stage-2 steps) -> the seeds whose contrastive run ended at or above chance loss
+    (ln of the batch: the in-batch task unsolved). Such a run never learned; its dev curve lies flat
+    at the floor, which the convergence rule alone would pass, so the claims that compare it are not
+    judged either."""
+    chance = math.log(batch_size)
+    out: dict[tuple[str, str, int], list[int]] = {}
+    for r in each_run_once(training[training.stage == 2]).itertuples():
+        if r.final_loss >= chance:
+            out.setdefault((r.part, r.model, int(r.steps)), []).append(int(r.seed))
+    return out
+
+
 def _late(late: set, part: str, steps: int | None = None) -> set[str]:
     return {model for p, model, s in late if p == part and (steps is None or s == steps)}
 
@@ -263,7 +276,9 @@ def step_tokens(bench: dict) -> str:
 def judged(record: dict) -> dict[str, pd.DataFrame]:
     """Every claim family of the chapter, judged (raw numbers)."""
     tables = load_tables(record)
-    retrieval, late = tables["retrieval"], late_runs(tables["training"]) if "training" in tables else set()
+    retrieval, late = tables["retrieval"], set()
+    if "training" in tables:
+        late = late_runs(tables["training"]) | set(failed_runs(tables["training"], record["config"]["stage2"]["batch_size"]))
     parts = set(retrieval.part)
     makers = {TABLE4: ("attention", lambda r: attention_claims(r, late)),
               "Table 5: compression ratio (stage 1 only)": ("ratio", ratio_claims),
@@ -331,6 +346,12 @@ def summary_lines(record: dict) -> list[str]:
         lines.append(f"- **One budget split between the stages (Figure 3):** the paper sees an inverted U, IB-GL above GL "
                      f"at every split. Ours (NDCG@10, mean over seeds): {where}; the highest is {top.model} "
                      f"({top['mean']:.1f}). {claims_here}.")
+    if "training" in tables and (failed := failed_runs(tables["training"], record["config"]["stage2"]["batch_size"])):
+        lines.append("- **Runs that never learned:** " + "; ".join(
+            f"{model} ({steps} stage-2 steps), seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+            for (_, model, steps), seeds in failed.items())
+            + f": each ended at or above chance loss (ln {record['config']['stage2']['batch_size']}), so the claims that "
+              "compare it are not judged.")
     if "training" in tables and (climbing := climbing_runs(tables["training"])):
         lines.append("- **Read with care:** " + "; ".join(f"{model} ({steps} stage-2 steps) gained {gain:+.1f}"
                                                           for (model, steps), gain in climbing.items())
