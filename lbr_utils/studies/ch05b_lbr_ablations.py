@@ -126,18 +126,24 @@ CHANCE_SHARE = 0.9  # a run whose last-quarter loss stays above this share of ln
 
 
 def failed_runs(training: pd.DataFrame, batch_size: int) -> dict[tuple[str, str, int], list[int]]:
-    """(part, model, stage-2 steps) -> the seeds whose contrastive run never learned: the mean of its
-    logged loss over the last quarter of its steps stayed above ``CHANCE_SHARE`` of chance (ln of the
-    batch; masked false negatives shrink the candidates, so chance itself can sit a little below it).
-    Its dev curve lies flat at the floor, which the convergence rule alone would pass."""
+    """(part, model, stage-2 steps) -> the seeds whose contrastive run never learned while the same arm
+    learned on another seed: the mean of its logged loss over the last quarter of its steps stayed above
+    ``CHANCE_SHARE`` of chance (ln of the batch; masked false negatives shrink the candidates, so chance
+    itself can sit a little below it). Its dev curve lies flat at the floor, which the convergence rule
+    alone would pass. An arm that fails on every seed is not a seed's accident but the arm's result
+    (and a smoke run, too short to learn, is such an arm): it stays in, judged on its scores."""
     floor = CHANCE_SHARE * math.log(batch_size)
     out: dict[tuple[str, str, int], list[int]] = {}
-    for r in each_run_once(training[training.stage == 2]).itertuples():
-        curve = pd.DataFrame(r.loss_curve, columns=["step", "loss"])
-        last = curve[curve.step > 0.75 * curve.step.max()].loss.mean() if len(curve) else r.final_loss
-        if last >= floor:
-            out.setdefault((r.part, r.model, int(r.steps)), []).append(int(r.seed))
+    for key, runs in each_run_once(training[training.stage == 2]).groupby(["part", "model", "steps"]):
+        failed = [int(r.seed) for r in runs.itertuples() if _last_quarter_loss(r) >= floor]
+        if failed and len(failed) < runs.seed.nunique():
+            out[(key[0], key[1], int(key[2]))] = sorted(failed)
     return out
+
+
+def _last_quarter_loss(run) -> float:
+    curve = pd.DataFrame(run.loss_curve, columns=["step", "loss"])
+    return curve[curve.step > 0.75 * curve.step.max()].loss.mean() if len(curve) else run.final_loss
 
 
 def left_out(record: dict) -> dict[str, set[int]]:
