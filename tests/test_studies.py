@@ -658,6 +658,20 @@ def test_one_query_as_infonce_sees_it_at_three_temperatures(embedder):
     assert weights["weight at t = 0.02"].max() > weights["weight at t = 0.1"].max()
 
 
+def test_a_random_batch_is_seeded_and_no_closer_than_the_closest_one():
+    """The in-batch view: negatives drawn with the seed (a rerun gives the same batch), each no closer
+    to the query than the closest batch's negative of the same rank."""
+    from lbr_utils.studies.ch03_contrastive import temperature_weights
+
+    _, closest = temperature_weights("smoke", negatives=3)
+    _, drawn = temperature_weights("smoke", negatives=3, batch="random")
+    _, again = temperature_weights("smoke", negatives=3, batch="random")
+    pd.testing.assert_frame_equal(drawn, again)
+    assert (drawn.cosine.iloc[1:].to_numpy() <= closest.cosine.iloc[1:].to_numpy() + 1e-6).all()
+    with pytest.raises(ValueError, match="closest.*random"):
+        temperature_weights("smoke", batch="hardest")
+
+
 def test_contrastive_claims_judge_matryoshka_by_its_drop_and_skip_a_climbing_recipe():
     """Chapter 3's family: the Matryoshka drop is a difference of differences, query by query; every
     trained recipe is in a claim; a recipe whose dev curve still climbs leaves its claims unjudged."""

@@ -73,11 +73,11 @@ def run(profile_name: str, domain: str = "medical", seeds: tuple[int, ...] | Non
 
 def temperature_weights(profile_name: str, domain: str = "medical", seed: int = 0, negatives: int = 7,
                         temperatures: tuple[float, ...] = (0.02, 0.05, 0.1),
-                        embedder: str = "all-MiniLM-L6-v2") -> tuple[str, pd.DataFrame]:
-    """One training query with its answer and the ``negatives`` other CL answers that ``embedder``
-    ranks closest, as if they were its batch (the hardest batch it could meet: in-batch negatives are
-    random answers, mostly further away), each with its cosine and the softmax weight the query puts
-    on it at every temperature. ``embedder`` is all-MiniLM-L6-v2 (the encoder a practitioner starts from) or
+                        embedder: str = "all-MiniLM-L6-v2", batch: str = "closest") -> tuple[str, pd.DataFrame]:
+    """One training query with its answer and ``negatives`` other CL answers as if they were its batch,
+    each with its cosine and the softmax weight the query puts on it at every temperature. ``batch`` is
+    ``"closest"`` (the answers ``embedder`` ranks closest: the hardest batch the query could meet) or
+    ``"random"`` (drawn with ``seed``, as in-batch negatives are: mostly further away). ``embedder`` is all-MiniLM-L6-v2 (the encoder a practitioner starts from) or
     ``"SmolLM2"`` (the chapter's LLM before training, mean pooling): the weights depend on how spread
     the cosines are, and an untrained LLM's are bunched. Returns (query, table)."""
     from ..data import load_domain
@@ -85,6 +85,8 @@ def temperature_weights(profile_name: str, domain: str = "medical", seed: int = 
     from ..geometry import dense_scores
     from ..models import load_causal_lm
 
+    if batch not in ("closest", "random"):
+        raise ValueError(f"batch is 'closest' or 'random', got {batch!r}")
     profile = lbr_profile(get_profile(profile_name))
     first = load_domain(domain, profile, seed).cl
     if not first:
@@ -99,9 +101,13 @@ def temperature_weights(profile_name: str, domain: str = "medical", seed: int = 
     query, answer = first[0].question, first[0].answer
     others = [a for a in dict.fromkeys(r.answer for r in first) if a != answer]
     cosines = dense_scores(embed, [query], [answer] + others)[0]
-    closest = 1 + np.argsort(-cosines[1:], kind="stable")[:negatives]
-    rows = [0, *closest]
-    table = pd.DataFrame({"candidate": ["answer (positive)"] + [f"negative {i}" for i in range(1, len(closest) + 1)],
+    if batch == "closest":
+        picked = 1 + np.argsort(-cosines[1:], kind="stable")[:negatives]
+    else:
+        picked = 1 + np.random.default_rng(seed).choice(len(others), size=min(negatives, len(others)), replace=False)
+        picked = picked[np.argsort(-cosines[picked], kind="stable")]  # closest first, as in the other table
+    rows = [0, *picked]
+    table = pd.DataFrame({"candidate": ["answer (positive)"] + [f"negative {i}" for i in range(1, len(picked) + 1)],
                           "text": [([answer] + others)[i] for i in rows], "cosine": cosines[rows]})
     for t in temperatures:
         weights = np.exp((table.cosine - table.cosine.max()) / t)

@@ -385,7 +385,10 @@ def summary_lines(record: dict) -> list[str]:
         claims_here = "; ".join(f"{r['claim']}: {_said(r)}" for r in rows["Figure 3: one budget, split between the stages"])
         lines.append(f"- **One budget split between the stages (Figure 3):** the paper sees an inverted U, IB-GL above GL "
                      f"at every split. Ours (NDCG@10, mean over seeds): {where}; the highest is {top.model} "
-                     f"({top['mean']:.1f}). {claims_here}.")
+                     f"({top['mean']:.1f}). The means span {points['mean'].max() - points['mean'].min():.1f} points "
+                     f"against a seed spread (std) of up to {points['std'].max():.1f}, and the U's right arm, a stage 1 "
+                     f"that takes nearly all of the budget, was not run (the longest here: {int(points.stage1_steps.max())} of "
+                     f"{record['config']['step_budget']} steps), so no U is tested. {claims_here}.")
     if "training" in tables and (failed := failed_runs(tables["training"], record["config"]["stage2"]["batch_size"])):
         lines.append("- **Runs that never learned:** " + "; ".join(
             f"{model} ({steps} stage-2 steps), seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
