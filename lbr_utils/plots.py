@@ -176,13 +176,25 @@ def learning_curves(training: pd.DataFrame, domains: list[str], models: list[str
                 for frame in frames:
                     ax.plot(frame.index, frame.values, color=colours[model], ls=dashes[model], alpha=0.25, lw=0.8)
                 if frames:
-                    mean = pd.concat(frames, axis=1).mean(axis=1)
+                    mean = mean_curve(frames)
                     ax.plot(mean.index, mean.values, color=colours[model], ls=dashes[model], lw=1.8, label=model)
             style(ax, "training step", ylabel, f"{domain}: stage {stage}" if two else domain, legend=False)
             if col == len(domains) - 1 and ax.get_legend_handles_labels()[0]:  # beside the panels, never over a curve
                 ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1))
     fig.tight_layout()
     return fig
+
+
+def mean_curve(frames: list[pd.Series]) -> pd.Series:
+    """The mean of several seeds' curves (indexed by step): each interpolated onto every step any of
+    them logged, over the steps they all cover. Seeds whose runs differ in length or logging steps
+    (chapter 4's arms train for a number of epochs of a split that each seed sizes itself) would
+    otherwise give a "mean" whose points each come from one seed."""
+    steps = sorted({float(s) for f in frames for s in f.index})
+    low, high = max(float(f.index.min()) for f in frames), min(float(f.index.max()) for f in frames)
+    grid = [s for s in steps if low <= s <= high]
+    values = np.mean([np.interp(grid, f.index.to_numpy(dtype=float), f.to_numpy(dtype=float)) for f in frames], axis=0)
+    return pd.Series(values, index=grid)
 
 
 LABEL_WIDTH = 55  # characters per line of a claim's label in a forest plot

@@ -394,7 +394,8 @@ def quarter_gains(curve: Sequence[Mapping], end: int, key: str = "dev NDCG@10") 
     """What a run gained on dev over the last quarter of its first ``end`` steps: (the step where that
     quarter starts, the score at ``end``, the gains), scores x100. The gains are per dev query (the
     score at ``end`` minus the score at the quarter's start, interpolated between the dev points
-    around it) where the curve stores per-query scores, else the one gain of the mean score.
+    around it) where the curve stores per-item scores (per query for NDCG, per text under
+    "<key> per text" for another score), else the one gain of the mean score.
 
     Only the quarter itself counts: a line through the whole second half would credit a curve that
     rose and then stopped with its earlier rise (one LBR run scored 81.1, 85.7, 85.6 at steps 200,
@@ -409,8 +410,10 @@ def quarter_gains(curve: Sequence[Mapping], end: int, key: str = "dev NDCG@10") 
         return None
     (s0, p0), (s1, p1) = before[-1], next(p for p in points if p[0] > before[-1][0])
     three = (p0, p1, points[-1][1])
-    # per-query scores belong to the NDCG curve, and only count when all three points have them alike
-    lists = [p.get(PER_QUERY) for p in three] if key == "dev NDCG@10" else [None] * 3
+    # per-item scores (the NDCG curve's per query, another score's "<key> per text") only count when all
+    # three points have them alike
+    items = PER_QUERY if key == "dev NDCG@10" else f"{key} per text"
+    lists = [p.get(items) for p in three]
     if not (all(lists) and len({len(v) for v in lists}) == 1):
         lists = [[p[key]] for p in three]
     v0, v1, v_end = (np.asarray(v, dtype=float) for v in lists)
@@ -443,18 +446,53 @@ def late_groups(runs: pd.DataFrame, by: Sequence[str], column: str = "gains") ->
     The one convergence rule every chapter applies. Why the CI and not the mean alone: one run's
     two-point gain on 100 dev queries has a standard error of 1-2 points, the size of the threshold,
     so the mean alone would let noise decide which claims are judged."""
-    table = quarter_gain_table(runs, by, column)
+    return _far(quarter_gain_table(runs, by, column), by)
+
+
+def _far(table: pd.DataFrame, by: Sequence[str]) -> set:
     far = table[table["far from convergence"]]
     return {row[by[0]] if len(by) == 1 else tuple(row[k] for k in by) for row in far.to_dict(orient="records")}
 
 
-def late_models(training: pd.DataFrame, by: Sequence[str] = ("model",), key: str = "dev NDCG@10") -> set:
-    """:func:`late_groups` of a chapter's training rows (a ``dev_curve``, ``steps`` and ``seed`` per run,
-    the curve's score under ``key``)."""
+def gain_table(training: pd.DataFrame, by: Sequence[str] = ("model",), key: str = "dev NDCG@10") -> pd.DataFrame:
+    """:func:`quarter_gain_table` of a chapter's training rows (a ``dev_curve``, ``steps`` and ``seed``
+    per run, the curve's score under ``key``): what the page shows under its learning curves."""
     runs = [{**{k: row[k] for k in by}, "seed": row["seed"],
              "gains": None if (found := quarter_gains(row.get("dev_curve") or [], int(row["steps"]), key)) is None
              else found[2]} for row in training.to_dict(orient="records")]
-    return late_groups(pd.DataFrame(runs), by)
+    return quarter_gain_table(pd.DataFrame(runs), by)
+
+
+def late_models(training: pd.DataFrame, by: Sequence[str] = ("model",), key: str = "dev NDCG@10") -> set:
+    """:func:`late_groups` of a chapter's training rows (:func:`gain_table`)."""
+    return _far(gain_table(training, by, key), by)
+
+
+def show_gains(table: pd.DataFrame, unit: str = "points") -> pd.DataFrame:
+    """A :func:`gain_table` for the page: the last-quarter gain with its 95% CI, and the two readings
+    of the rule (flattened: the mean gain under ``FLAT_GAIN``; far from convergence: the CI above it,
+    which withholds a claim's verdict)."""
+    keys = [c for c in table.columns if c not in {"gain", "gain CI low", "gain CI high", "flattened",
+                                                  "far from convergence"}]
+    shown = lambda r: "no curve" if not np.isfinite(r["gain"]) else (
+        f"{signed(r['gain'])} [{signed(r['gain CI low'])}, {signed(r['gain CI high'])}]")
+    return pd.DataFrame({**{k: table[k] for k in keys},
+                         f"last-quarter gain, {unit} [95% CI]": table.apply(shown, axis=1),
+                         f"flattened (< {FLAT_GAIN:g})": table["flattened"].map({True: "yes", False: "no"}),
+                         "far from convergence": table["far from convergence"].map({True: "yes: not judged", False: "no"})})
+
+
+def still_climbing(row: dict, gains: pd.DataFrame, column: str = "model") -> dict:
+    """``row`` with a ``caveat`` naming each arm it compares that has not flattened (mean last-quarter
+    gain of ``FLAT_GAIN`` or more) though it is not far from convergence (:func:`gain_table`): its
+    verdict stands, but more training could move it, and the page says so beside the verdict."""
+    arms = row.get("arms") or (row.get("a"), row.get("b"))
+    up = gains[~gains.flattened & ~gains["far from convergence"] & gains[column].isin(arms)]
+    if up.empty:
+        return row
+    return dict(row, caveat="; read with care: " + ", ".join(
+        f"{r[column]} had not flattened (its last quarter gained {signed(r['gain'])} "
+        f"[{signed(r['gain CI low'])}, {signed(r['gain CI high'])}])" for r in up.to_dict(orient="records")))
 
 
 RUN_IDENTITY = ["domain", "seed", "stage", "seconds", "steps", "final_loss"]  # what tells two training runs apart
@@ -504,7 +542,8 @@ def verdict_lines(table: pd.DataFrame, unit: str = " NDCG@10 points") -> list[st
         where = "".join(f" ({r[k]})" for k in ("domain", "embedder") if isinstance(r.get(k), str))
         own = r["unit"] if isinstance(r.get("unit"), str) else unit
         numbers = "" if pd.isna(r["ours"]) else f": {signed(r['ours'])}{own} [{signed(r['ci_low'])}, {signed(r['ci_high'])}]"
-        lines.append(f"- **{r['verdict']}**: {r['claim']}{where}{numbers}{to_decide(r)}{fragile(r)}.")
+        caveat = r["caveat"] if isinstance(r.get("caveat"), str) else ""
+        lines.append(f"- **{r['verdict']}**: {r['claim']}{where}{numbers}{to_decide(r)}{fragile(r)}{caveat}.")
     return lines
 
 
@@ -555,7 +594,10 @@ def to_decide(row: Mapping[str, object]) -> str:
         return ""
     against = (float(row["ours"]) + float(row.get("margin") or 0)) * (row.get("expected_sign") or 1) < 0
     if held_back_by_holm(row):
-        return (f"; its own CI clears 0, but not after Holm (p = {row['p_holm']:.3f}): it leans "
+        margin = float(row.get("margin") or 0) * (row.get("expected_sign") or 1)
+        side = "above" if float(row["ci_low"]) > -margin else "below"
+        bar = f"{signed(-margin)} (the claim's margin)" if margin else "0"
+        return (f"; its own CI lies {side} {bar}, but not after Holm (p = {row['p_holm']:.3f}): it leans "
                 f"{'against' if against else 'towards'} the claim")
     way = " (against the claim)" if against else ""
     return (f"; deciding it{way} would take about {n} seed{'s' * (n != 1)} at this effect size" if n <= 30 else
@@ -591,15 +633,20 @@ def display_claims(table: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
 
     labels = [c for c in table.columns if c not in {"claim", "ours", "ci_low", "ci_high", "paper", "paper_in_ci", "p",
                                                      "p_holm", "verdict", "seeds", "a", "b", "arms", "margin",
-                                                     "expected_sign", "seed_low", "seed_high", "seeds_agreeing"}]
-    return pd.DataFrame({**{c: table[c] for c in labels}, "claim": table["claim"],
-                         "ours [95% CI]": table.apply(shown, axis=1),
-                         "paper": table["paper"].map(lambda v: "–" if v is None or pd.isna(v) else signed(v, digits)),
-                         "paper in CI": table["paper_in_ci"].map({True: "yes", False: "no"}).fillna("–"),
-                         "p (Holm)": table["p_holm"].map(lambda v: "–" if pd.isna(v) else f"{v:.3f}"),
-                         "verdict": table["verdict"],
-                         "holds over seeds": [HOLDS.get(holds_across_seeds(r), "–")
-                                              for r in table.to_dict(orient="records")],
-                         "seeds to decide": ["Holm" if held_back_by_holm(r) else n
-                                             if r["verdict"] == "inconclusive" and (n := seeds_to_decide(r)) else "–"
-                                             for r in table.to_dict(orient="records")]})
+                                                     "expected_sign", "seed_low", "seed_high", "seeds_agreeing",
+                                                     "caveat"}]
+    out = pd.DataFrame({**{c: table[c] for c in labels}, "claim": table["claim"],
+                        "ours [95% CI]": table.apply(shown, axis=1),
+                        "paper": table["paper"].map(lambda v: "–" if v is None or pd.isna(v) else signed(v, digits)),
+                        "paper in CI": table["paper_in_ci"].map({True: "yes", False: "no"}).fillna("–"),
+                        "p (Holm)": table["p_holm"].map(lambda v: "–" if pd.isna(v) else f"{v:.3f}"),
+                        "verdict": table["verdict"],
+                        "holds over seeds": [HOLDS.get(holds_across_seeds(r), "–")
+                                             for r in table.to_dict(orient="records")],
+                        "seeds to decide": ["Holm" if held_back_by_holm(r) else n
+                                            if r["verdict"] == "inconclusive" and (n := seeds_to_decide(r)) else "–"
+                                            for r in table.to_dict(orient="records")]})
+    if "caveat" in table and table["caveat"].map(lambda v: isinstance(v, str)).any():  # :func:`still_climbing`
+        out["read with care"] = table["caveat"].map(
+            lambda v: v.removeprefix("; read with care: ") if isinstance(v, str) else "–")
+    return out

@@ -6,7 +6,7 @@ matplotlib.use("Agg")
 
 import pandas as pd  # noqa: E402
 
-from lbr_utils.plots import PALETTE, ROLES, VERDICT_COLOURS, claim_forest, colour_of, learning_curves  # noqa: E402
+from lbr_utils.plots import PALETTE, ROLES, VERDICT_COLOURS, claim_forest, colour_of, learning_curves, mean_curve  # noqa: E402
 
 
 def test_a_model_keeps_its_colour_under_any_suffix():
@@ -45,6 +45,17 @@ def test_learning_curves_draw_a_mean_per_model_and_a_stage1_checkpoint_once():
     # one stage only: the dev curves alone, no empty loss panel above them
     [only] = learning_curves(training, ["d"], stages=(2,)).axes
     assert only.get_ylabel() == "dev NDCG@10 (x100)" and len(only.lines) == len(bottom.lines)
+
+
+def test_the_mean_of_seeds_logged_at_different_steps_averages_every_seed_at_every_point():
+    """Seed 0 logs at 2, 4, 6, seed 1 at 3, 6 (its run is shorter per epoch): each point of the mean is
+    both seeds' values, interpolated, over the steps both cover; a mean of misaligned rows would take
+    each point from one seed."""
+    a = pd.Series([10.0, 20.0, 30.0], index=[2, 4, 6])
+    b = pd.Series([0.0, 60.0], index=[3, 6])
+    mean = mean_curve([a, b])
+    assert list(mean.index) == [3.0, 4.0, 6.0]
+    assert list(mean.values) == [(15.0 + 0.0) / 2, (20.0 + 20.0) / 2, (30.0 + 60.0) / 2]
 
 
 def test_a_variant_sharing_its_colour_is_dashed_and_the_legend_sits_beside_the_curves():

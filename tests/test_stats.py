@@ -263,6 +263,10 @@ def test_last_quarter_gain_and_late_models_by_hand():
     assert quarter_gains([per_query[0], dict(per_query[1], **{"dev per query": None})], 100)[2] == pytest.approx([0.0])
     assert quarter_gains([dict(p, **{"dev word F1": 0.1 * i}) for i, p in enumerate(per_query)], 100,
                          key="dev word F1")[2] == pytest.approx([5.0])
+    # another score's per-text list (the inverter's "dev word F1 per text") gives one gain per text
+    per_text = [dict(p, **{"dev word F1": 0.1 * i, "dev word F1 per text": [0.1 * i, 0.2 * i]})
+                for i, p in enumerate(per_query)]
+    assert quarter_gains(per_text, 100, key="dev word F1")[2] == pytest.approx([5.0, 10.0])
     assert quarter_gains([per_query[0], dict(per_query[1], **{"dev per query": [0.5, float("nan")]})], 100) is None
     training = pd.DataFrame([{"model": "A", "seed": s, "steps": 100, "dev_curve": climbing} for s in (0, 1)]
                             + [{"model": "B", "seed": s, "steps": 400, "dev_curve": stopped} for s in (0, 1)]
@@ -277,6 +281,32 @@ def test_last_quarter_gain_and_late_models_by_hand():
     assert row["gain CI low"] < 1 < row["gain"] and not row["flattened"] and not row["far from convergence"]
     sure = noisy.assign(gains=[g + 4 for g in noisy.gains])  # the same noise around +5.5 points
     assert quarter_gain_table(sure, ["model"])["far from convergence"].all()
+
+
+def test_a_verdict_on_an_arm_that_has_not_flattened_stands_with_a_caveat():
+    """The middle ground of the rule: D's mean gain is over a point but its CI holds 1, so its claim is
+    judged, and its verdict line and table say to read it with care; a flat arm adds nothing, and a far
+    one is the gate's (not judged), not a caveat's."""
+    from lbr_utils.stats import gain_table, show_gains, still_climbing
+
+    rng = np.random.default_rng(0)
+    flat = [{"step": 50, "dev NDCG@10": 0.5, "dev per query": [0.5] * 100},
+            {"step": 100, "dev NDCG@10": 0.5, "dev per query": [0.5] * 100}]
+    rising = lambda: [{"step": 50, "dev NDCG@10": 0.5, "dev per query": [0.5] * 100},  # each seed its own noise
+                      {"step": 100, "dev NDCG@10": 0.5, "dev per query": list(0.53 + 0.1 * rng.standard_normal(100))}]
+    training = pd.DataFrame([{"model": "flat", "seed": s, "steps": 100, "dev_curve": flat} for s in (0, 1, 2)]
+                            + [{"model": "D", "seed": s, "steps": 100, "dev_curve": rising()} for s in (0, 1, 2)])
+    gains = gain_table(training)
+    d = gains.set_index("model").loc["D"]
+    assert d["gain CI low"] < 1 < d["gain"] and not d["far from convergence"]
+    row = {"claim": "D beats flat", "ours": 3.0, "ci_low": 1.0, "ci_high": 5.0, "paper": None, "paper_in_ci": None,
+           "p_holm": 0.01, "verdict": "reproduced", "seeds": 3, "a": "D", "b": "flat"}
+    marked = still_climbing(row, gains)
+    assert marked["caveat"].startswith("; read with care: D had not flattened (its last quarter gained +")
+    assert "caveat" not in still_climbing(dict(row, a="flat", b="flat"), gains)
+    assert verdict_lines(pd.DataFrame([marked]))[0].endswith(marked["caveat"] + ".")
+    assert display_claims(pd.DataFrame([marked, dict(row, a="flat")]))["read with care"].tolist()[1] == "–"
+    assert show_gains(gains).set_index("model").loc["flat", "flattened (< 1)"] == "yes"
 
 
 def test_seeds_to_decide_reads_a_non_inferiority_claim_against_its_margin():
@@ -361,8 +391,12 @@ def test_a_claim_only_holm_holds_back_says_which_way_it_leans_not_how_many_seeds
 
     row = {"claim": "a", "ours": -3.5, "ci_low": -6.4, "ci_high": -0.6, "paper": 11.9, "paper_in_ci": False,
            "p_holm": 0.079, "verdict": "inconclusive", "seeds": 3, "expected_sign": 1}
-    assert to_decide(row) == "; its own CI clears 0, but not after Holm (p = 0.079): it leans against the claim"
+    assert to_decide(row) == "; its own CI lies below 0, but not after Holm (p = 0.079): it leans against the claim"
     assert display_claims(pd.DataFrame([row]))["seeds to decide"].tolist() == ["Holm"]
+    # a non-inferiority claim (at most 2 points worse) is held against -2, and its clause says so
+    worse = dict(row, ours=-0.6, ci_low=-1.8, ci_high=0.0, margin=2.0)
+    assert to_decide(worse).startswith("; its own CI lies above -2.0 (the claim's margin), but not after Holm")
+    assert to_decide(dict(worse, ours=-8.4, ci_low=-14.6, ci_high=-3.1)).startswith("; its own CI lies below -2.0")
     wide = dict(row, ci_low=-8.0, ci_high=1.0)
     assert to_decide(wide).startswith("; deciding it (against the claim) would take about")
     assert to_decide(dict(wide, ours=3.5, ci_low=-1.0, ci_high=8.0)).startswith("; deciding it would take about")

@@ -691,7 +691,7 @@ def test_contrastive_claims_judge_matryoshka_by_its_drop_and_skip_a_climbing_rec
     mat = pd.DataFrame([{"model": m, "seed": s, "dim": d, "per_query": list(full[s] - drop)}
                         for s in range(3) for m, loss in (("Matryoshka", 0.05), (BASE, 0.2))
                         for d, drop in ((576, 0.0), (36, loss))])
-    flat = [{"step": k, "dev NDCG@10": 0.8} for k in (4, 6, 8)]
+    flat = [{"step": k, "dev NDCG@10": 0.8} for k in (2, 4, 6, 8)]
     training = pd.DataFrame([{"model": m, "seed": s, "steps": 8, "dev_curve": flat} for m in names for s in range(3)])
     tables = {"retrieval": retrieval, "geometry": geometry, "matryoshka": mat, "training": training}
     judged = survey_claims(tables).set_index("claim")
@@ -707,6 +707,13 @@ def test_contrastive_claims_judge_matryoshka_by_its_drop_and_skip_a_climbing_rec
         dev_curve=[climbing if m == "t=0.1" else flat for m in training.model]))).set_index("claim")
     assert late.filter(like="0.1", axis=0).verdict.str.startswith("not judged").all()
     assert not late.filter(like="0.02", axis=0).verdict.str.startswith("not judged").any()
+    # the compute-matched claim reads the hard-negative run's curve up to its snapshot (steps 4-5): a run
+    # that climbs until then and is flat after still leaves that claim unjudged
+    early = [{"step": k, "dev NDCG@10": min(0.1 * k, 0.4)} for k in (2, 4, 6, 8)]
+    snap = survey_claims(dict(tables, training=training.assign(
+        dev_curve=[early if m == HARD else flat for m in training.model]))).set_index("claim")
+    assert snap.filter(like="at equal compute", axis=0).verdict.iloc[0].startswith("not judged")
+    assert not snap.filter(like="doubles each", axis=0).verdict.iloc[0].startswith("not judged")  # 8 steps: flat
 
 
 def test_the_chapter_5a_summary_reads_its_numbers_from_the_record():
@@ -762,6 +769,30 @@ def test_written_negatives_are_flagged_for_copies_paraphrases_and_loops():
     assert flags["any of these"].tolist() == [True, True, True, False]
     assert flags["closer to the query than the positive"].tolist() == [False, True, False, False]
     assert flags["a degenerate loop"].tolist() == [False, False, True, False]
+
+
+def test_chapter_4s_summary_counts_the_funnel_the_judge_and_the_arms_from_the_tables():
+    """Two seeds of 4 written queries: seed 0 keeps 2 (one copy dropped, one inconsistent), seed 1 keeps
+    1; BM25 puts kept queries' documents at rank 1, the dropped one's at 3; an empty negatives table
+    (no kept query got one) leaves its line out rather than failing."""
+    from lbr_utils.studies._synthetic_cells import CHECKS
+    from lbr_utils.studies.ch04_synthetic import negative_flags, summary_lines
+
+    def query(seed, failed=None, rank=1):
+        return {"seed": seed, **{c: c == failed for c in CHECKS}, "kept": failed is None, "BM25 rank": rank}
+
+    queries = pd.DataFrame([query(0), query(0), query(0, "copies its document"), query(0, "not consistent", 3),
+                            query(1), query(1, "copies its document"), query(1, "copies its document"),
+                            query(1, "empty")])
+    tables = {"queries": queries, "negatives": pd.DataFrame(),
+              "sizes": pd.DataFrame([{"seed": 0, "dataset": "human", "pairs": 2}, {"seed": 1, "dataset": "human", "pairs": 1}]),
+              "training": pd.DataFrame([{"seed": 0, "model": "human", "steps": 10}, {"seed": 1, "model": "human", "steps": 5}])}
+    keep, judge, rest = summary_lines(tables, {"config": {"epochs": 10}})
+    assert keep.startswith("- **What the checks keep:** 2 (per seed 1-2) of 4 (per seed 4-4) written queries per seed (38%)")
+    assert '"not a copy of its document" (2 queries per seed)' in keep  # (1 + 2) / 2 rounds to 2
+    assert "median 1, a dropped one's at 3" in judge and "keeps the queries BM25 finds easier" in judge
+    assert "2 (per seed 1-2) pairs per arm" in rest and "8 (per seed 5-10) steps" in rest
+    assert list(negative_flags(pd.DataFrame()).columns)[-1] == "any of these"
 
 
 def test_the_hard_negative_run_is_scored_when_it_has_spent_the_base_recipes_tokens():
