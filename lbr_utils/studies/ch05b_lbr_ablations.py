@@ -388,7 +388,7 @@ def summary_lines(record: dict) -> list[str]:
                      f"({top['mean']:.1f}). The means span {points['mean'].max() - points['mean'].min():.1f} points "
                      f"against a seed spread (std) of up to {points['std'].max():.1f}, and the U's right arm, a stage 1 "
                      f"that takes nearly all of the budget, was not run (the longest here: {int(points.stage1_steps.max())} of "
-                     f"{record['config']['step_budget']} steps), so no U is tested. {claims_here}.")
+                     f"{int(_part(retrieval, 'allocation').steps.max())} steps), so no U is tested. {claims_here}.")
     if "training" in tables and (failed := failed_runs(tables["training"], record["config"]["stage2"]["batch_size"])):
         lines.append("- **Runs that never learned:** " + "; ".join(
             f"{model} ({steps} stage-2 steps), seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"

@@ -12,6 +12,8 @@ jobs is not judged). The cells live in ``_compression_cells`` (quality) and ``_t
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pandas as pd
 
@@ -19,7 +21,7 @@ from ..profiles import get_profile
 from ..results import load_tables, save_results, timer
 from ..stats import claim_family, judged_claim, late_models, quarter_gains, unconverged
 from ._compression_cells import (CLAIM_RATIO, DOMAIN, N_DEV, N_DEV_RECONSTRUCT, N_TEST, RATIOS, compression_config,
-                                 quality_cell)
+                                 datasets, quality_cell)
 from ._timing_cells import REPEATS, timing_cell, timing_plan
 
 NAME = __name__.rpartition(".")[2]
@@ -46,7 +48,7 @@ def run(profile_name: str, seeds: tuple[int, ...] | None = None) -> dict[str, pd
 
 
 def break_even(decoding: pd.DataFrame) -> pd.DataFrame:
-    """Per passage length (medians over repeats): prefill and per-token time of each reading, the end
+    """Per passage length (medians over the repeats given: :func:`steady_repeats`' on the page): prefill and per-token time of each reading, the end
     to end time with the timed answer length, and the answer length from which the compressed reading is faster end to end (its extra prefill paid
     back by cheaper steps; "never" when its steps are not cheaper)."""
     med = decoding.groupby(["passage_tokens", "reading"])[["prefill_s", "ms_per_token", "end_to_end_s"]].median()
@@ -61,7 +63,11 @@ def break_even(decoding: pd.DataFrame) -> pd.DataFrame:
                      "end to end, full (s)": full.end_to_end_s, "end to end, compressed (s)": comp.end_to_end_s,
                      "compressed faster from (answer tokens)": ("never" if saved_ms <= 0 else
                                                                 int(max(0, np.ceil(extra_ms / saved_ms))))})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=BREAK_EVEN)
+
+
+BREAK_EVEN = ["passage tokens", "prefill full (s)", "prefill compressed (s)", "ms/token full", "ms/token compressed",
+              "end to end, full (s)", "end to end, compressed (s)", "compressed faster from (answer tokens)"]
 
 
 def _per_example(quality: pd.DataFrame, task: str, mode: str, ratio: float | None) -> pd.DataFrame:
@@ -79,15 +85,77 @@ def _saving(decoding: pd.DataFrame, column: str, n: int) -> dict[int, np.ndarray
     return {int(repeat): np.array([value]) for repeat, value in saved.items()}
 
 
-BUSY_CORES = 0.5  # other work a timing tolerates (cores kept busy, median over its repeats)
+BUSY_CORES = 0.5  # other work a repeat tolerates (cores kept busy as it began)
+STALL = 1.5  # a reading this many times its median time at one passage length was stalled by something else
+MIN_REPEATS = 3  # steady repeats a passage length needs for its speed claims to be judged
 
 
-def timed_beside_other_work(decoding: pd.DataFrame) -> str | None:
-    """Why a timing cannot be judged, or None: taken while other work kept more than ``BUSY_CORES``
-    cores busy (the median over repeats, measured by ``costs.busy_cores``; unknown off Linux), it
-    measures the neighbours as much as the readings."""
-    busy = float(decoding.busy_cores.median())
-    return f"timed beside other work ({busy:.1f} busy cores)" if busy > BUSY_CORES else None
+def steady_repeats(decoding: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the timing's steady rows, the repeats left out with why). A repeat (both readings at one passage
+    length) is left out when other work kept more than ``BUSY_CORES`` cores busy as one of its readings
+    began (unknown off Linux: left out too), or when a reading took more than ``STALL`` times its
+    median there, per token or end to end: a stall the busy probe, taken before the reading, missed.
+    Both readings of a repeat go together, since a claim pairs them."""
+    median = decoding.groupby(["passage_tokens", "reading"])[["ms_per_token", "end_to_end_s"]].transform("median")
+    busy = decoding.busy_cores.isna() | (decoding.busy_cores > BUSY_CORES)
+    stalled = (decoding[["ms_per_token", "end_to_end_s"]] > STALL * median).any(axis=1)
+    why = pd.Series(np.where(busy, "other work on the machine", np.where(stalled, "a stall", "")), index=decoding.index)
+    flagged = decoding.assign(why=why)[why != ""]
+    out = flagged.groupby(["passage_tokens", "repeat"]).why.agg(lambda w: ", ".join(sorted(set(w)))).reset_index()
+    dropped = decoding.set_index(["passage_tokens", "repeat"]).index.isin(out.set_index(["passage_tokens", "repeat"]).index)
+    return decoding[~dropped], out
+
+
+def too_few_repeats(steady: pd.DataFrame, n: int) -> str | None:
+    """Why the speed claims at ``n`` passage tokens cannot be judged, or None."""
+    left = steady[steady.passage_tokens == n].repeat.nunique()
+    return f"{left} steady repeat{'s' * (left != 1)} of the timing (at least {MIN_REPEATS} needed)" if left < MIN_REPEATS else None
+
+
+def qa_answers(profile_name: str, quality: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """What each QA reading answered on one seed's test questions (at the claims' ratio; the full
+    passage and the closed book beside them): the share of answers that are the asked code, another
+    string of the passage (most likely another card's code: the reading found the passage but not the
+    fact), and neither; and the most frequent answer with its share (a reading that gives one answer
+    to every question has learnt a prior, not the passage). The test questions are rebuilt from the
+    seed, as the cell built them."""
+    from transformers import AutoTokenizer
+
+    from ..compress import _normalise
+    from ..models import resolve_model_path
+
+    profile = get_profile(profile_name)
+    tok = AutoTokenizer.from_pretrained(resolve_model_path(profile.model))
+    examples = datasets(profile, seed, tok, compression_config(profile, seed).max_input)[2]["qa"]
+    rows = []
+    for mode, ratio in [("compressed", CLAIM_RATIO), ("truncated", CLAIM_RATIO), ("full", None), ("closed book", None)]:
+        [hyps] = _per_example(quality[quality.seed == seed], "qa", mode, ratio).hypotheses.tolist()
+        if len(hyps) != len(examples):
+            raise ValueError(f"{len(hyps)} answers for {len(examples)} rebuilt questions: the results are not this "
+                             "code's (rerun the chapter)")
+        said = [_normalise(h) for h in hyps]
+        asked = np.array([a == _normalise(e.answer) for a, e in zip(said, examples)])
+        inside = np.array([bool(a) and not hit and a in _normalise(e.passage)
+                           for a, hit, e in zip(said, asked, examples)])
+        top, count = Counter(said).most_common(1)[0]
+        rows.append({"reading": mode + (f" (r = {ratio:g})" if ratio else ""), "the asked code": asked.mean(),
+                     "another string of the passage": inside.mean(), "neither": 1 - asked.mean() - inside.mean(),
+                     "most frequent answer": top or "(nothing)", "its share": count / len(said)})
+    return pd.DataFrame(rows).set_index("reading")
+
+
+def ceiling_broken(quality: pd.DataFrame) -> dict[str, str]:
+    """Task -> why its claims are not judged, where the full passage (the ceiling) scores below the best
+    truncation (mean over seeds and examples): then the readings are not measured as the chapter
+    says they are, and no comparison between them can be read."""
+    out = {}
+    for task, sub in quality.groupby("task"):
+        score = sub.assign(score=sub.per_example.map(np.mean))
+        full = score[score["mode"] == "full"].score.mean()
+        best = score[score["mode"] == "truncated"].groupby("ratio").score.mean().max()
+        if full < best:
+            out[task] = f"the full passage scores below truncation ({100 * full:.1f} < {100 * best:.1f})"
+    return out
 
 
 LOSS_FALL = 0.05  # nats per answer token: a QA dev loss still falling by more than this over the last quarter
@@ -112,6 +180,7 @@ def survey_claims(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     passage length over repeats: saved per token, and end to end with the timed answer length (not
     judged if timed beside other work)."""
     quality = tables["quality"]
+    below = ceiling_broken(quality)
     late = set()
     for task in ("qa", "reconstruct"):  # the rule of every chapter (stats.late_groups), for both trained readings
         for mode in ("compressed", "truncated"):
@@ -125,8 +194,14 @@ def survey_claims(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
         diffs = {s: np.subtract(a[a.seed == s][column].iloc[0], b[b.seed == s][column].iloc[0])
                  for s in sorted(set(a.seed) & set(b.seed))}
         metric = metric or ("exact match" if task == "qa" else "token accuracy")
-        row = judged_claim(text, diffs, +1, source="survey, embedding understanding", a=f"compressed ({task})",
-                           b=f"{other} ({task})", unit=f" points of {metric}")
+        scale = 1.0 if column == "ROUGE-L per example" else 100.0  # ROUGE-L is stored x100 already
+        row = judged_claim(text, diffs, +1, scale=scale, source="survey, embedding understanding",
+                           a=f"compressed ({task})", b=f"{other} ({task})", unit=f" points of {metric}")
+        if task in below:
+            return dict(row, verdict=f"not judged: {below[task]}")
+        if not any(np.any(a[column].iloc[i]) for i in range(len(a))) and not any(np.any(b[column].iloc[i])
+                                                                             for i in range(len(b))):
+            return dict(row, verdict="not judged: neither reading scores on any example")
         return unconverged(row, late)
 
     def budget(ratio: float) -> str:
@@ -141,14 +216,15 @@ def survey_claims(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
                               "qa", "closed book", None))
     decoding = tables["decoding"]
     answer = int(decoding.answer_tokens.iloc[0])
-    busy = timed_beside_other_work(decoding)
+    steady, _ = steady_repeats(decoding)
     for n in sorted(decoding.passage_tokens.unique()):
+        busy = too_few_repeats(steady, n)
         for text, column in [(f"decoding from the compressed context (r = {CLAIM_RATIO:g}) is faster per generated "
                               f"token, after {n} passage tokens (share of time saved)", "ms_per_token"),
                              (f"end to end (prefill + a {answer}-token answer), the compressed context is faster, "
                               f"after {n} passage tokens (share of time saved)", "end_to_end_s")]:
-            row = judged_claim(text, _saving(decoding, column, n), +1, source="survey, embedding understanding",
-                               unit="% of the time")
+            row = judged_claim(text, _saving(steady, column, n) if not busy else {}, +1,
+                               source="survey, embedding understanding", unit="% of the time")
             rows.append(dict(row, verdict=f"not judged: {busy}") if busy else row)
     return claim_family(rows)
 
@@ -158,6 +234,6 @@ def claims(records: dict[str, dict]) -> dict[str, pd.DataFrame]:
     if NAME not in records:
         return {}
     tables = load_tables(records[NAME])
-    if "per_example" not in tables["quality"]:  # a results file from before per-example scores
+    if "quality" not in tables or "per_example" not in tables["quality"]:  # the timing alone, or an older file
         return {}
     return {"survey": survey_claims(tables)}

@@ -30,6 +30,10 @@ TITLE = "Embedding inversion (chapter 7)"
 UTILITY_LOSS = 2.0  # NDCG@10 points a practitioner would give up for privacy
 PICK_LOSS = UTILITY_LOSS / 2  # what the pick may cost on dev: room for the evaluation CI under the budget
 NO_LEAK = "no clean leak to halve"
+IGNORES_NOISE = "an attacker who ignores the noise (a probe trained on clean vectors); the adaptive probe is the test"
+UNAFFORDABLE = "the noise level is not shown to cost at most the budget"
+CAPPED = "the probe stopped at its epoch cap, still improving,"
+HALVING_UNIT = " word F1 points (the noisy leak minus half the clean one)"
 PROBE = "bag-of-words probe"
 ADAPTIVE = "adaptive probe"  # the probe refit on noised vectors: at noise 0 the probe itself
 
@@ -112,6 +116,7 @@ def survey_claims(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     retrieval = tables["retrieval"]
     noise = usable_noise(retrieval)
     late = late_models(tables["training"], by=("embedder",), key="dev word F1")
+    capped = probes_at_their_cap(tables["probes"]) if "probes" in tables else set()
     rows = []
     for name in leaks.embedder.unique():
         ours = leaks[leaks.embedder == name]
@@ -121,7 +126,7 @@ def survey_claims(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
             clean, noisy = (_by_seed(mine[mine.noise == s]) for s in (0.0, noise[name]))
             rows.append(judged_claim(f"noise at {noise[name]:g} costs retrieval at most {UTILITY_LOSS:g} NDCG@10 points",
                                      {s: noisy[s] - clean[s] for s in clean}, +1, margin=UTILITY_LOSS / 100,
-                                     source="practice: noise as a defence", embedder=name))
+                                     source="practice: noise as a defence", embedder=name, unit=" NDCG@10 points"))
         shown = {}  # attack -> its clean leak's verdict before Holm: a halving needs a leak to halve
         for attack in ours.attack.unique():
             at = ours[ours.attack == attack]
@@ -129,37 +134,61 @@ def survey_claims(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
             if attack != ADAPTIVE:  # on clean vectors the adaptive probe is the probe itself: no twin claim
                 row = unconverged(judged_claim(f"stored embeddings leak their text: the {attack} recovers more "
                                                "words than the template", clean, +1,
-                                               source="survey, embedding understanding", embedder=name, a=attack),
-                                  still_learning)
+                                               source="survey, embedding understanding", embedder=name, a=attack,
+                                               unit=" word F1 points"), still_learning)
+                if attack == PROBE and (name, 0.0) in capped:
+                    row = dict(row, caveat=f"; read with care: {CAPPED} on clean vectors, so its leak is a lower bound")
                 shown[attack] = row["verdict"]
                 rows.append(row)
             text = (f"noise at {noise[name]:g} (at most {UTILITY_LOSS:g} NDCG@10 points lost) halves the {attack}'s "
                     "leak")
             reason = ("no noise within the retrieval budget" if noise[name] == 0 else NO_LEAK
-                      if shown.get(PROBE if attack == ADAPTIVE else attack) in ("contradicted", "inconclusive") else None)
-            if reason:
-                rows.append({**judged_claim(text, {}, -1, embedder=name), "source": "practice: noise as a defence",
-                             "verdict": f"not judged: {reason}"})
+                      if shown.get(PROBE if attack == ADAPTIVE else attack) in ("contradicted", "inconclusive") else
+                      IGNORES_NOISE if attack == PROBE else
+                      f"{CAPPED} at this noise, so its leak is underestimated"
+                      if attack == ADAPTIVE and (name, noise[name]) in capped else None)
+            noisy = _by_seed(at[at.noise == noise[name]]) if noise[name] > 0 else {}
+            if reason:  # the numbers still shown where there are any: why they are not judged is the point
+                rows.append({**judged_claim(text, {s: v - clean[s] / 2 for s, v in noisy.items()}, -1, embedder=name,
+                                            a=attack, unit=HALVING_UNIT),
+                             "source": "practice: noise as a defence", "verdict": f"not judged: {reason}"})
                 continue
-            noisy = _by_seed(at[at.noise == noise[name]])
             rows.append(unconverged(judged_claim(text, {s: v - clean[s] / 2 for s, v in noisy.items()}, -1,
-                                                 source="practice: noise as a defence", embedder=name, a=attack),
-                                    still_learning))
+                                                 source="practice: noise as a defence", embedder=name, a=attack,
+                                                 unit=HALVING_UNIT), still_learning))
     return _halving_needs_a_leak(claim_family(rows))
 
 
 def _halving_needs_a_leak(family: pd.DataFrame) -> pd.DataFrame:
     """A halving claim whose attack's clean leak ends undecided or contradicted once Holm has adjusted
-    the family is not judged either: the gate before the family saw only the unadjusted verdict."""
+    the family is not judged either: the gate before the family saw only the unadjusted verdict. Nor
+    is one whose noise level the family did not show affordable (its budget claim not reproduced):
+    "at most 2 points lost" is part of the claim."""
     clean = {(r.embedder, r.a): r.verdict for r in family.itertuples() if r.claim.startswith("stored embeddings leak")}
+    budget = {r.embedder: r.verdict for r in family.itertuples() if " costs retrieval at most " in r.claim}
 
     def gated(row) -> str:
         if " halves the " not in row["claim"] or row["verdict"].startswith("not judged"):
             return row["verdict"]
         leak = clean.get((row["embedder"], PROBE if row["a"] == ADAPTIVE else row["a"]))
-        return f"not judged: {NO_LEAK}" if leak in ("contradicted", "inconclusive") else row["verdict"]
+        if leak in ("contradicted", "inconclusive"):
+            return f"not judged: {NO_LEAK}"
+        if budget.get(row["embedder"], "reproduced") != "reproduced":
+            return f"not judged: {UNAFFORDABLE} ({budget[row['embedder']]})"
+        return row["verdict"]
 
     return family.assign(verdict=family.apply(gated, axis=1))
+
+
+CAP_SHARE = 0.98  # a probe that kept its weights from this share of its epoch cap or later was still improving
+
+
+def probes_at_their_cap(probes: pd.DataFrame) -> set[tuple[str, float]]:
+    """(embedder, noise) whose probe, on some seed, kept its weights from the last epochs it was allowed
+    (early stopping on the attacker's held-out texts never fired): it was still improving when it
+    stopped, so the leak it measures is a lower bound."""
+    at_cap = probes[probes["epochs kept"] >= CAP_SHARE * probes["epochs at most"]]
+    return {(r.embedder, float(r.noise)) for r in at_cap.itertuples()}
 
 
 def claims(records: dict[str, dict]) -> dict[str, pd.DataFrame]:
