@@ -144,18 +144,20 @@ def survey_claims(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
                     "leak")
             reason = ("no noise within the retrieval budget" if noise[name] == 0 else NO_LEAK
                       if shown.get(PROBE if attack == ADAPTIVE else attack) in ("contradicted", "inconclusive") else
-                      IGNORES_NOISE if attack == PROBE else
-                      f"{CAPPED} at this noise, so its leak is underestimated"
-                      if attack == ADAPTIVE and (name, noise[name]) in capped else None)
+                      IGNORES_NOISE if attack == PROBE else None)
             noisy = _by_seed(at[at.noise == noise[name]]) if noise[name] > 0 else {}
             if reason:  # the numbers still shown where there are any: why they are not judged is the point
                 rows.append({**judged_claim(text, {s: v - clean[s] / 2 for s, v in noisy.items()}, -1, embedder=name,
                                             a=attack, unit=HALVING_UNIT),
                              "source": "practice: noise as a defence", "verdict": f"not judged: {reason}"})
                 continue
-            rows.append(unconverged(judged_claim(text, {s: v - clean[s] / 2 for s, v in noisy.items()}, -1,
-                                                 source="practice: noise as a defence", embedder=name, a=attack,
-                                                 unit=HALVING_UNIT), still_learning))
+            row = unconverged(judged_claim(text, {s: v - clean[s] / 2 for s, v in noisy.items()}, -1,
+                                           source="practice: noise as a defence", embedder=name, a=attack,
+                                           unit=HALVING_UNIT), still_learning)
+            if attack == ADAPTIVE and (name, noise[name]) in capped:
+                row = dict(row, caveat=f"; read with care: {CAPPED} at this noise, so the noisy leak is a lower bound "
+                                       "(which favours the defence)")
+            rows.append(row)
     return _halving_needs_a_leak(claim_family(rows))
 
 
@@ -186,7 +188,9 @@ CAP_SHARE = 0.98  # a probe that kept its weights from this share of its epoch c
 def probes_at_their_cap(probes: pd.DataFrame) -> set[tuple[str, float]]:
     """(embedder, noise) whose probe, on some seed, kept its weights from the last epochs it was allowed
     (early stopping on the attacker's held-out texts never fired): it was still improving when it
-    stopped, so the leak it measures is a lower bound."""
+    stopped, so the leak it measures is a lower bound. Its claims are judged and marked, as a dev curve
+    that has not flattened is (:func:`lbr_utils.stats.still_climbing`): nothing says it was far from
+    its best, only that it had not stopped improving."""
     at_cap = probes[probes["epochs kept"] >= CAP_SHARE * probes["epochs at most"]]
     return {(r.embedder, float(r.noise)) for r in at_cap.itertuples()}
 
