@@ -400,6 +400,13 @@ def test_inversion_claims_judge_each_attack_and_the_noise_by_hand():
     late = survey_claims(dict(tables, training=training.assign(dev_curve=[climbing] * 3))).set_index("claim")
     assert (late.filter(like="decoder", axis=0).verdict == "not judged: decoder not converged").all()
     assert late.loc[probe.name, "verdict"] == "reproduced"
+    # one that gained about 2 points over its last quarter, on noisy dev texts: judged, and marked
+    rising = [{"step": step, "dev word F1": 0.3 + 0.02 * (step == 100),
+               "dev word F1 per text": list(0.3 + 0.02 * (step == 100) + 0.3 * rng.standard_normal(40))}
+              for step in (25, 50, 75, 100)]
+    marked = survey_claims(dict(tables, training=training.assign(dev_curve=[rising] * 3))).set_index("claim")
+    decoder = marked.loc["stored embeddings leak their text: the decoder recovers more words than the template"]
+    assert not decoder["verdict"].startswith("not judged") and "the decoder had not flattened" in decoder["caveat"]
     # a probe that stopped at its epoch cap (clean, or adaptive under noise) measures a lower bound: its
     # verdicts stand, each with a caveat that says which way the bound leans
     probes = pd.DataFrame([{"embedder": "e", "noise": n, "seed": 0, "epochs kept": kept, "epochs at most": 500}

@@ -22,7 +22,7 @@ import pandas as pd
 from ..invert import PROBES, InversionConfig
 from ..profiles import get_profile
 from ..results import load_tables, save_results, timer
-from ..stats import claim_family, hierarchical_bootstrap, judged_claim, late_models, unconverged
+from ..stats import claim_family, gain_table, hierarchical_bootstrap, judged_claim, signed, unconverged
 from ._inversion_cells import DECODER_EPOCHS, DECODER_TOKENS, EMBEDDERS, N_SECRET, NOISE_SCALES, cell, recovered
 
 NAME = __name__.rpartition(".")[2]
@@ -115,7 +115,10 @@ def survey_claims(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     leaks = leak(tables["inversion"])
     retrieval = tables["retrieval"]
     noise = usable_noise(retrieval)
-    late = late_models(tables["training"], by=("embedder",), key="dev word F1")
+    gains = decoder_gains(tables["training"])
+    late = set(gains.loc[gains["far from convergence"], "embedder"])
+    climbing = {r["embedder"]: r for r in gains.to_dict(orient="records")
+                if not r["flattened"] and not r["far from convergence"]}
     capped = probes_at_their_cap(tables["probes"]) if "probes" in tables else set()
     rows = []
     for name in leaks.embedder.unique():
@@ -158,7 +161,20 @@ def survey_claims(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
                 row = dict(row, caveat=f"; read with care: {CAPPED} at this noise, so the noisy leak is a lower bound "
                                        "(which favours the defence)")
             rows.append(row)
+    for i, row in enumerate(rows):
+        if row.get("a") == "decoder" and row["embedder"] in climbing and row["verdict"] in ("reproduced", "contradicted",
+                                                                                            "inconclusive"):
+            g = climbing[row["embedder"]]
+            rows[i] = dict(row, caveat=f"; read with care: the decoder had not flattened (its dev word F1 gained "
+                                       f"{signed(g['gain'])} [{signed(g['gain CI low'])}, {signed(g['gain CI high'])}] "
+                                       "over its last quarter)")
     return _halving_needs_a_leak(claim_family(rows))
+
+
+def decoder_gains(training: pd.DataFrame) -> pd.DataFrame:
+    """Each embedder's decoder: its last-quarter gain of dev word F1 (per dev text) with its CI, and the
+    two readings of the rule (:func:`lbr_utils.stats.gain_table`)."""
+    return gain_table(training, by=("embedder",), key="dev word F1")
 
 
 def _halving_needs_a_leak(family: pd.DataFrame) -> pd.DataFrame:
