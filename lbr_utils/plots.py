@@ -205,10 +205,14 @@ def claim_forest(table: pd.DataFrame, title: str, ax=None, unit: str = "differen
     paper's difference (a cross) where it has one, and 0 (no effect) marked. A CI that crosses 0 is
     an inconclusive claim at a glance (a claim that A is *worse* than B says so in its label: it holds
     below 0); a claim the convergence gate left out is dashed and hollow (its
-    interval is shown, not judged). The legend names only the verdicts drawn."""
+    interval is shown, not judged). A non-inferiority claim ("at most m worse") holds above -m, which a
+    short bar on its row marks. A row's domain or embedder leads its label. The legend names only the
+    verdicts drawn."""
+    def where(r) -> str:
+        return "".join(f"{getattr(r, k)}: " for k in ("embedder", "domain") if k in table and isinstance(getattr(r, k), str))
 
-    labels = [textwrap.fill((f"{r.claim} ({r.domain})" if "domain" in table and isinstance(r.domain, str) else r.claim)
-                            + (" [claims < 0]" if getattr(r, "expected_sign", 1) == -1 else ""), LABEL_WIDTH)
+    labels = [textwrap.fill(where(r) + r.claim + (" [claims < 0]" if getattr(r, "expected_sign", 1) == -1 else ""),
+                            LABEL_WIDTH)
               for r in table.itertuples()]  # wrapped: one long label would shrink the whole figure on the page
     if ax is None:
         lines = sum(label.count("\n") + 1 for label in labels)
@@ -222,6 +226,10 @@ def claim_forest(table: pd.DataFrame, title: str, ax=None, unit: str = "differen
         ax.plot(r.ours, yi, "o", color=colour, markerfacecolor=face)
         if r.paper is not None and not pd.isna(r.paper):
             ax.plot(r.paper, yi, "x", color="k", ms=6)
+        if (margin := getattr(r, "margin", None)) and not pd.isna(margin):
+            ax.plot([-margin, -margin], [yi - 0.3, yi + 0.3], color="k", lw=1.2)
+    if "margin" in table and (table.margin.fillna(0) > 0).any():
+        ax.plot([], [], "|", color="k", ms=8, label="the claim's margin (holds above it)")
     ax.axvline(0, color="k", lw=0.8, ls=":")
     ax.set_yticks(y, labels, fontsize=8)
     if "paper" in table and table.paper.notna().any():

@@ -78,6 +78,19 @@ def test_the_claim_plot_colours_each_interval_by_its_verdict():
     assert [line.get_color() for line in intervals] == [VERDICT_COLOURS["reproduced"], VERDICT_COLOURS["inconclusive"]]
 
 
+def test_a_non_inferiority_claim_shows_its_margin_and_a_row_its_embedder():
+    """"At most 2 worse" holds above -2: a bar marks it on its own row, none on a plain claim's; the
+    embedder leads the label of a family that spans several."""
+    table = pd.DataFrame([{"claim": "costs at most 2", "ours": -0.5, "ci_low": -1.4, "ci_high": 0.3, "paper": None,
+                           "verdict": "reproduced", "margin": 2.0, "embedder": "MiniLM"},
+                          {"claim": "leaks", "ours": 30.0, "ci_low": 25.0, "ci_high": 35.0, "paper": None,
+                           "verdict": "reproduced", "margin": 0.0, "embedder": "SmolLM2"}])
+    ax = claim_forest(table, "t")
+    bars = [line for line in ax.lines if list(line.get_xdata()) == [-2.0, -2.0]]
+    assert len(bars) == 1 and min(bars[0].get_ydata()) < 1 < max(bars[0].get_ydata())  # the first row sits at y = 1
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["MiniLM: costs at most 2", "SmolLM2: leaks"]
+
+
 def test_a_claim_left_out_by_the_convergence_gate_is_not_drawn_as_a_verdict():
     table = pd.DataFrame([{"claim": "a", "ours": -5.0, "ci_low": -8.0, "ci_high": -2.0, "paper": None,
                            "verdict": "not judged: LBR not converged"},

@@ -425,6 +425,29 @@ def test_inversion_claims_judge_each_attack_and_the_noise_by_hand():
                             "verdict"].startswith("not judged: the noise level is not shown to cost at most the budget")
 
 
+def test_what_halving_costs_and_where_the_nearest_neighbour_leaks_from_by_hand():
+    """Halving: the adaptive probe's leak 20 -> 12 -> 8 (halved at 0.1, not at 0.05) and the neighbour's
+    10 -> 4 (halved at 0.05): every attack is halved first at 0.1, where NDCG@10 is 40; the clean-vector
+    probe (which ignores the noise) does not count. Siblings: a hit of the secret's own ICD category
+    (T85.635 for T85.625) against one of another (H40.03 for H17.81)."""
+    from lbr_utils.studies.ch07_inversion import ADAPTIVE, PROBE, halving_cost, sibling_hits
+
+    curve = pd.DataFrame([{"embedder": "e", "attack": a, "noise": n, "leak": leak, "NDCG@10": ndcg}
+                          for n, ndcg, leaks in [(0.0, 80.0, (20, 10, 20)), (0.05, 70.0, (12, 4, 20)), (0.1, 40.0, (8, 3, 20))]
+                          for a, leak in zip((ADAPTIVE, "nearest neighbour", PROBE), leaks)])
+    assert halving_cost(curve) == {"e": "halving every attack's leak takes noise 0.1, where retrieval NDCG@10 falls "
+                                        "from 80.0 to 40.0"}
+    assert halving_cost(curve[curve.noise < 0.1])["e"].startswith("no noise tried halves every attack: at 0.05 "
+                                                                  "(NDCG@10 80.0 -> 70.0) the adaptive probe still leaks 12.0")
+    tables = {"inversion": pd.DataFrame([{"embedder": "e", "attack": "nearest neighbour", "noise": 0.0, "seed": 0,
+                                          "guesses": ["10 cm device t85.635", "10 angle glaucoma h40.03"],
+                                          "word F1": [0.8, 0.4]}]),
+              "secrets": pd.DataFrame([{"embedder": "e", "seed": 0, "text": "Displacement of a graft (ICD-10-CM T85.625; x)"},
+                                       {"embedder": "e", "seed": 0, "text": "Minor opacity of cornea (ICD-10-CM H17.81; y)"}])}
+    row = sibling_hits(tables).loc["e"]
+    assert row["sibling share"] == 0.5 and row["word F1, sibling hits"] == 80.0 and row["word F1, other hits"] == 40.0
+
+
 def _ablations_record(seeds=(0, 1, 2), queries: int = 40) -> dict:
     """A chapter-5b results record with known per-query scores (no noise: differences are exact)."""
     rows = []
