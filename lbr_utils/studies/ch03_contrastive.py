@@ -77,9 +77,10 @@ def temperature_weights(profile_name: str, domain: str = "medical", seed: int = 
     """One training query with its answer and ``negatives`` other CL answers as if they were its batch,
     each with its cosine and the softmax weight the query puts on it at every temperature. ``batch`` is
     ``"closest"`` (the answers ``embedder`` ranks closest: the hardest batch the query could meet) or
-    ``"random"`` (drawn with ``seed``, as in-batch negatives are: mostly further away). ``embedder`` is all-MiniLM-L6-v2 (the encoder a practitioner starts from) or
-    ``"SmolLM2"`` (the chapter's LLM before training, mean pooling): the weights depend on how spread
-    the cosines are, and an untrained LLM's are bunched. Returns (query, table)."""
+    ``"random"`` (drawn with ``seed``, as in-batch negatives are: mostly further away). ``embedder`` is
+    all-MiniLM-L6-v2 (the encoder a practitioner starts from) or ``"SmolLM2"`` (the chapter's LLM before
+    training, mean pooling): the weights depend on how spread the cosines are, and an untrained LLM's
+    are bunched. Returns (query, table)."""
     from ..data import load_domain
     from ..embedders import LLMEmbedder, SentenceTransformerEmbedder
     from ..geometry import dense_scores
