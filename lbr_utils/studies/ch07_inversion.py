@@ -24,7 +24,7 @@ import pandas as pd
 from ..invert import PROBES, InversionConfig
 from ..profiles import get_profile
 from ..results import load_tables, save_results, timer
-from ..stats import claim_family, gain_table, hierarchical_bootstrap, judged_claim, signed, unconverged
+from ..stats import claim_family, gain_table, hierarchical_bootstrap, interval, judged_claim, signed, unconverged
 from ._inversion_cells import DECODER_EPOCHS, DECODER_TOKENS, EMBEDDERS, N_SECRET, NOISE_SCALES, cell, recovered
 
 NAME = __name__.rpartition(".")[2]
@@ -263,7 +263,7 @@ def summary_lines(tables: dict[str, pd.DataFrame], judged: pd.DataFrame) -> list
     affordable noise halves them, what halving would cost, and how much of the nearest neighbour's
     leak is the catalogue's siblings."""
     def said(r: dict) -> str:
-        return f"{r['verdict']}, {signed(r['ours'])} [{signed(r['ci_low'])}, {signed(r['ci_high'])}]"
+        return f"{r['verdict']}, {interval(r)}"
 
     rows = judged.to_dict(orient="records")
     lines = []
