@@ -1,13 +1,19 @@
 """Chapter 3's computation, apart from its presentation: the recipes, and one cached cell per
 (recipe, seed). Its own module so that the chapter's claims and prose can change without
 invalidating hours of training: a cell's key holds this module's code, not the chapter's.
-Chapter 4 trains with the same base recipe and scores with the same row."""
+Chapter 4 trains with the same base recipe, reads the same dev-best checkpoint and scores with the
+same row."""
 
 from __future__ import annotations
 
+import tempfile
+from contextlib import contextmanager
 from dataclasses import replace
+from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
+import torch
 
 from ..batching import PairBatcher
 from ..contrastive import ContrastiveConfig, mine_hard_negatives, train_contrastive, truncated
@@ -17,6 +23,7 @@ from ..evaluate import ranked_ndcg
 from ..models import load_causal_lm
 from ..profiles import Profile
 from ..runcache import cache_key, cached_json, code_fingerprint
+from ..train import TrainResult
 
 BASE = "in-batch, t=0.05 (base)"
 # A run scored as if it had had the base recipe's compute: after the step at which it has encoded as many
@@ -72,6 +79,41 @@ def equal_compute_step(tokenizer, records, cfg: ContrastiveConfig) -> int:
     return cfg.steps
 
 
+@contextmanager
+def dev_selection(model, tokenizer, records, cfg: ContrastiveConfig, dev, show_progress: bool = False
+                  ) -> Iterator[tuple[TrainResult, Callable[[int | None], tuple[LLMEmbedder, int]]]]:
+    """Train ``cfg`` with its dev curve, keeping the trained weights at every dev point; yields the
+    training result and ``select(within)``, which loads the dev point with the best NDCG@10 at or
+    before step ``within`` (the whole run: None; the earliest of ties) and returns (embedder, step).
+
+    Why: a run's dev curve peaks and then falls as it over-fits a small CL split, at a step that
+    depends on the recipe. Scoring every run after its last step would compare recipes at different
+    stages of over-fitting (and a budget-cut snapshot near its peak with a full run past its own);
+    each is read instead where a practitioner would stop it, chosen on dev, never on the evaluation set."""
+    points = sorted({*range(cfg.eval_every, cfg.steps + 1, cfg.eval_every), cfg.steps})
+    with tempfile.TemporaryDirectory(prefix="dev-selection-") as folder:
+        def keep(step: int) -> Callable[[LLMEmbedder], None]:
+            def save(trained: LLMEmbedder) -> None:
+                torch.save({n: p.detach().clone() for n, p in trained.model.named_parameters() if p.requires_grad},
+                           Path(folder) / f"{step}.pt")
+            return save
+
+        embedder, result = train_contrastive(model, tokenizer, records, cfg, show_progress=show_progress, dev=dev,
+                                             at_steps={step: keep(step) for step in points})
+
+        def select(within: int | None = None) -> tuple[LLMEmbedder, int]:
+            curve = [p for p in result.curve if within is None or p["step"] <= within]
+            if not curve:
+                raise ValueError(f"no dev point at or before step {within} (dev every {cfg.eval_every} steps)")
+            best = max(curve, key=lambda p: p["dev NDCG@10"])["step"]
+            unexpected = embedder.model.load_state_dict(torch.load(Path(folder) / f"{best}.pt"), strict=False).unexpected_keys
+            if unexpected:
+                raise RuntimeError(f"a snapshot names parameters the model lacks: {unexpected[:3]}")
+            return embedder.replace(), best  # a fresh cache: the weights moved
+
+        yield result, select
+
+
 def pair_cosines(vectors: np.ndarray, seed: int = 0) -> np.ndarray:
     """Cosines of disjoint random pairs of rows (a shuffle, read two at a time): their mean estimates
     :func:`lbr_utils.geometry.anisotropy`, and since no row is in two pairs, each pair is its own
@@ -107,16 +149,19 @@ def _cell(profile: Profile, domain: str, seed: int, name: str, cfg: ContrastiveC
     if cfg is None:
         return _scored(name, LLMEmbedder(model, tok, pooling="mean", max_length=profile.max_length, bf16=True).embed,
                        splits, seed)
-    matched = []  # the guarded hard-negative run is also scored when it has spent the base recipe's compute
-    step = equal_compute_step(tok, splits.cl, cfg) if cfg.hard_negatives and cfg.filter_false_negatives else None
-
-    def score_matched(trained) -> None:
-        matched.append(retrieval_row(f"{name}{EQUAL_COMPUTE}", trained.replace(bf16=True, max_length=profile.max_length)
-                                     .embed, splits.eval) | {"steps": step})
-    at = {step: score_matched} if step else None
-    embedder, result = train_contrastive(model, tok, splits.cl, cfg, show_progress=False, dev=splits.dev, at_steps=at)
+    # The guarded hard-negative run is also read at the base recipe's compute: its best dev point up to
+    # the step at which it has encoded as many tokens as the base recipe's whole run.
+    budget = equal_compute_step(tok, splits.cl, cfg) if cfg.hard_negatives and cfg.filter_false_negatives else None
+    matched = []
+    with dev_selection(model, tok, splits.cl, cfg, splits.dev) as (result, select):
+        if budget:
+            trained, step = select(budget)
+            matched.append(retrieval_row(f"{name}{EQUAL_COMPUTE}", trained.replace(bf16=True, max_length=profile.max_length)
+                                         .embed, splits.eval) | {"steps": step, "budget steps": budget})
+        embedder, step = select(None)
     embedder = embedder.replace(bf16=True, max_length=profile.max_length)
-    out = _scored(name, embedder.embed, splits, seed) | {"training": [{"model": name, **result.summary()}]}
+    out = _scored(name, embedder.embed, splits, seed) | {"training": [{"model": name, **result.summary(), "selected step": step}]}
+    out["retrieval"][0]["steps"] = step
     out["retrieval"] += matched
     if cfg.matryoshka_dims or name == BASE:
         out["matryoshka"] = []

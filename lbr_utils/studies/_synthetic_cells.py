@@ -12,7 +12,6 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..contrastive import train_contrastive
 from ..data import QARecord, load_domain
 from ..embedders import LLMEmbedder, SentenceTransformerEmbedder
 from ..geometry import dense_scores
@@ -21,7 +20,7 @@ from ..profiles import Profile
 from ..runcache import cache_key, cached_json, code_fingerprint
 from ..synth import (HFGenerator, bm25_scores, chat_prompt, degenerate, echoes_example, mined_negatives, near_copies,
                      own_ranks)
-from ._contrastive_cells import base_recipe, retrieval_row
+from ._contrastive_cells import base_recipe, dev_selection, retrieval_row
 
 # Documents that get a synthetic query, per seed: nearly every distinct CL answer at `cpu`. Under half
 # the queries passed the checks in development, so 300 documents left arms of some 135 pairs: too few.
@@ -160,11 +159,14 @@ def _train(profile: Profile, domain: str, seed: int, name: str, records: list[QA
         embed = LLMEmbedder(model, tok, pooling="mean", max_length=profile.max_length, bf16=True).embed
         return {"retrieval": [retrieval_row(name, embed, splits.eval)]}
     steps = max(1, math.ceil(epochs * len(records) / profile.batch_size))
-    cfg = replace(base_recipe(profile, seed), steps=steps, eval_every=max(1, math.ceil(steps / 4)))
-    embedder, result = train_contrastive(model, tok, records, cfg, show_progress=True, dev=splits.dev)
+    # Dev scored eight times a run; the arm is read at its best dev point (:func:`dev_selection`).
+    cfg = replace(base_recipe(profile, seed), steps=steps, eval_every=max(1, math.ceil(steps / 8)))
+    with dev_selection(model, tok, records, cfg, splits.dev, show_progress=True) as (result, select):
+        embedder, step = select(None)
     embedder = embedder.replace(bf16=True, max_length=profile.max_length)
-    return {"retrieval": [retrieval_row(name, embedder.embed, splits.eval)],
-            "training": [{"model": name, "pairs": len(records), "epochs": epochs, **result.summary()}]}
+    return {"retrieval": [retrieval_row(name, embedder.embed, splits.eval) | {"steps": step}],
+            "training": [{"model": name, "pairs": len(records), "epochs": epochs, **result.summary(),
+                          "selected step": step}]}
 
 
 def trained(profile: Profile, domain: str, seed: int, name: str, records: list[QARecord],

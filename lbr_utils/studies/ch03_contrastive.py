@@ -2,8 +2,9 @@
 
 Every run starts from the same SmolLM2 weights and the same CL split, changes one thing from the
 base recipe (LoRA, in-batch negatives, temperature 0.05, mean pooling, a flat learning rate after
-warmup), trains for twice chapter 5's stage-2 steps with a dev curve, and is scored per query on
-the isolated evaluation set, on every seed; a claim about a run far from convergence is not
+warmup), trains for twice chapter 5's stage-2 steps with a dev curve, and is read at its best dev
+point (``_contrastive_cells.dev_selection``) and scored per query on the isolated evaluation set, on
+every seed; a claim about a run far from convergence is not
 judged (``lbr_utils.stats.late_groups``). The runs use the LBR chapters' scale (batch, text length), so the base recipe here is the
 contrastive stage that chapter 5 builds on, trained longer; chapter 5's MiniLM fine-tuned on the
 same pairs is the encoder to beat. Each (recipe, seed) is a cached cell (``_contrastive_cells``): the chapter can
@@ -119,13 +120,13 @@ def temperature_weights(profile_name: str, domain: str = "medical", seed: int = 
 def convergence(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Every run's last-quarter dev gain with its CI (:func:`lbr_utils.stats.gain_table`), and one row
     more: the hard-negative run as the compute-matched claim reads it, up to its last dev point at or
-    before the equal-compute step (the run's own 800-step curve says nothing of the snapshot's)."""
+    before the equal-compute step (its checkpoint is chosen among those points)."""
     training, retrieval = tables["training"], tables["retrieval"]
     matched = retrieval[retrieval.model == HARD + EQUAL_COMPUTE]
     snapshots = []
-    if "steps" in matched:
+    if "budget steps" in matched:
         for run in training[training.model == HARD].to_dict(orient="records"):
-            at = matched[matched.seed == run["seed"]].steps.dropna()
+            at = matched[matched.seed == run["seed"]]["budget steps"].dropna()
             points = [p for p in run.get("dev_curve") or [] if len(at) and p["step"] <= int(at.iloc[0])]
             if points:
                 snapshots.append({"model": HARD + EQUAL_COMPUTE, "seed": run["seed"], "steps": points[-1]["step"],
@@ -139,9 +140,9 @@ def survey_claims(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     convergence is not judged, and one about a recipe that has not flattened says so (:func:`convergence`)."""
     retrieval, geometry = tables["retrieval"], tables["geometry"].assign(per_query=lambda g: g.pair_cosines)
     matched = retrieval[retrieval.model == HARD + EQUAL_COMPUTE]
-    steps = sorted({int(n) for n in matched["steps"].dropna()}) if "steps" in matched else []
-    when = (f"scored after {steps[0]}{'' if len(steps) == 1 else f'-{steps[-1]}'} steps, when it has encoded as many "
-            "tokens as the base recipe's whole run" if steps else "at the base recipe's compute")
+    steps = sorted({int(n) for n in matched["budget steps"].dropna()}) if "budget steps" in matched else []
+    when = (f"its best dev point within {steps[0]}{'' if len(steps) == 1 else f'-{steps[-1]}'} steps, when it has "
+            "encoded as many tokens as the base recipe's whole run" if steps else "at the base recipe's compute")
     rows = [
         judged_claim("contrastive fine-tuning lowers anisotropy (mean cosine of random pairs)",
                      per_query_differences(geometry, BASE, "before training"), -1, source="survey §4", a=BASE,
