@@ -290,6 +290,11 @@ def test_compression_claims_by_hand():
     assert not judged.filter(like="reconstructs", axis=0).verdict.str.contains("compressed \\(qa\\)").any()
     assert len(table.filter(like="answers more questions than truncation", axis=0)) == 4  # every ratio
     assert len(table.filter(like="reconstructs the passage", axis=0)) == 2  # token accuracy and ROUGE-L
+    # at this chapter's answer length (5 tokens) the dearer prefill is not paid back: 1.051 s vs 2.041 s
+    assert table.filter(like="this chapter's answers", axis=0).empty
+    short = survey_claims(tables, answer_tokens=5).set_index("claim").filter(like="this chapter's answers", axis=0)
+    assert len(short) == 2 and (short.verdict == "contradicted").all()
+    assert short.ours.iloc[0] == pytest.approx(100 * (1.0 + 0.005 * 10.2 - 2.0 - 0.005 * 8.2) / (1.0 + 0.005 * 10.2), abs=2)
 
 
 def test_what_the_qa_readings_answered_is_read_against_the_rebuilt_questions():
@@ -315,6 +320,40 @@ def test_what_the_qa_readings_answered_is_read_against_the_rebuilt_questions():
     assert table.loc["closed book", "most frequent answer"] == "(nothing)" and table.loc["closed book", "neither"] == 1.0
     with pytest.raises(ValueError, match="rerun the chapter"):
         qa_answers("smoke", quality.assign(hypotheses=[h[:-1] for h in quality.hypotheses]), 0)
+
+
+def test_the_template_floor_scores_each_reconstruction_against_another_passage():
+    """A reading that writes the same card for every passage scores as much against another passage
+    as against its own (not above the floor); one that writes each passage back is far above it. A
+    table whose stored scores the rebuilt references do not give is refused."""
+    from transformers import AutoTokenizer
+
+    from lbr_utils.compress import token_accuracy
+    from lbr_utils.models import resolve_model_path
+    from lbr_utils.pooling import token_ids
+    from lbr_utils.studies._compression_cells import compression_config, datasets
+    from lbr_utils.studies.ch06_compression import template_floor
+
+    profile = get_profile("smoke")
+    cfg = compression_config(profile, 0)
+    tok = AutoTokenizer.from_pretrained(resolve_model_path(profile.model))
+    refs = [tok.decode(token_ids(tok, e.passage)[:cfg.max_target])
+            for e in datasets(profile, 0, tok, cfg.max_input)[2]["reconstruct"]]
+    assert len(set(refs)) > 2
+    readings = {("compressed", 8.0): [refs[0]] * len(refs), ("full", None): refs}
+    quality = pd.DataFrame([{"task": "reconstruct", "mode": m, "ratio": r, "seed": 0, "hypotheses": h,
+                             "per_example": [token_accuracy(tok, x, y) for x, y in zip(h, refs)],
+                             "ROUGE-L per example": [50.0] * len(h)} for (m, r), h in readings.items()])
+    floor = template_floor("smoke", quality)
+    assert floor.loc["full", "token accuracy, own passage"] == pytest.approx(100.0)
+    assert floor.loc["full", "above the floor"]
+    template = floor.loc["compressed (r = 8)"]
+    assert not template["above the floor"]
+    # the other passage is the next one, cyclically: every reference is "other" once, so one text written
+    # for every passage gains exactly nothing over the floor
+    assert template["ours"] == pytest.approx(0.0, abs=1e-9) and template["token accuracy, own passage"] > 0
+    with pytest.raises(ValueError, match="do not score the stored outputs"):
+        template_floor("smoke", quality.assign(per_example=[[0.0] * len(refs)] * 2))
 
 
 def test_noisy_corpus_embedder_perturbs_stored_documents_only():
