@@ -345,13 +345,13 @@ def test_the_template_floor_scores_each_reconstruction_against_another_passage()
                              "per_example": [token_accuracy(tok, x, y) for x, y in zip(h, refs)],
                              "ROUGE-L per example": [50.0] * len(h)} for (m, r), h in readings.items()])
     floor = template_floor("smoke", quality)
-    assert floor.loc["full", "token accuracy, own passage"] == pytest.approx(100.0)
+    assert floor.loc["full", "token acc., own"] == pytest.approx(100.0)
     assert floor.loc["full", "above the floor"]
     template = floor.loc["compressed (r = 8)"]
     assert not template["above the floor"]
     # the other passage is the next one, cyclically: every reference is "other" once, so one text written
     # for every passage gains exactly nothing over the floor
-    assert template["ours"] == pytest.approx(0.0, abs=1e-9) and template["token accuracy, own passage"] > 0
+    assert template["ours"] == pytest.approx(0.0, abs=1e-9) and template["token acc., own"] > 0
     with pytest.raises(ValueError, match="do not score the stored outputs"):
         template_floor("smoke", quality.assign(per_example=[[0.0] * len(refs)] * 2))
 

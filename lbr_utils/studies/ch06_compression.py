@@ -196,9 +196,9 @@ def template_floor(profile_name: str, quality: pd.DataFrame) -> pd.DataFrame:
         own, other, rouge_own, rouge_other = np.mean(means[(mode, ratio)], axis=0)
         row = judged_claim("own minus other", per_seed, +1)
         out.append({"reading": mode + (f" (r = {ratio:g})" if ratio else ""), "mode": mode, "ratio": ratio or None,
-                    "token accuracy, own passage": 100 * own, "token accuracy, another passage": 100 * other,
-                    "own minus other [95% CI]": interval(row), "ROUGE-L, own passage": rouge_own,
-                    "ROUGE-L, another passage": rouge_other, "above the floor": row["ci_low"] > 0,
+                    "token acc., own": 100 * own, "token acc., other": 100 * other,
+                    "own - other [95% CI]": interval(row), "ROUGE-L, own": rouge_own,
+                    "ROUGE-L, other": rouge_other, "above the floor": row["ci_low"] > 0,
                     "ours": row["ours"]})
     return pd.DataFrame(out).set_index("reading")
 
@@ -226,10 +226,10 @@ def summary_lines(profile_name: str, tables: dict[str, pd.DataFrame], floor: pd.
     if len(at):
         row = at.iloc[0]
         lines.append(f"- **Its own passage or a template?** At r = {CLAIM_RATIO:g} the compressed reconstruction "
-                     f"scores {row['token accuracy, own passage']:.1f} token accuracy against its own passage and "
-                     f"{row['token accuracy, another passage']:.1f} against another one (ROUGE-L "
-                     f"{row['ROUGE-L, own passage']:.1f} and {row['ROUGE-L, another passage']:.1f}): own minus "
-                     f"other {row['own minus other [95% CI]']}, "
+                     f"scores {row['token acc., own']:.1f} token accuracy against its own passage and "
+                     f"{row['token acc., other']:.1f} against another one (ROUGE-L "
+                     f"{row['ROUGE-L, own']:.1f} and {row['ROUGE-L, other']:.1f}): own minus "
+                     f"other {row['own - other [95% CI]']}, "
                      + ("so a little of the passage itself gets through; the rest is the cards' shared template."
                         if row["above the floor"] else "so nothing of the passage itself is shown to get through."))
     qa = mean["qa"]
