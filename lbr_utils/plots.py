@@ -153,7 +153,8 @@ def learning_curves(training: pd.DataFrame, domains: list[str], models: list[str
     NDCG@10 (bottom row), one column per domain; a line per model (the mean over seeds), each seed
     faint behind it. What "trained to convergence" means is read off the bottom row: flat at the end.
     A stage-1 checkpoint that several models start from is drawn once, under the first one's name.
-    ``stages=(2,)`` draws the dev curves alone (a chapter whose models train in one stage)."""
+    ``stages=(2,)`` draws the dev curves alone (a chapter whose models train in one stage). A run read
+    at its best dev point (a ``selected step``) has a dot there on its own curve."""
     models = models or list(dict.fromkeys(training.model))
     colours = {m: colour_of(m) for m in models}
     # a model that shares its colour with an earlier one (a variant: "MiniLM+CL (256 tokens)") is dashed
@@ -171,10 +172,13 @@ def learning_curves(training: pd.DataFrame, domains: list[str], models: list[str
             part, key, value, scale, ylabel = panels[stage]
             ax = axes[row, col]
             for model, group in part.groupby("model", sort=False):
-                frames = [pd.DataFrame(getattr(r, key)) for r in group.itertuples()]
-                frames = [f.set_index("step")[value] * scale for f in frames if not f.empty]
-                for frame in frames:
+                curves = [(pd.DataFrame(r[key]).set_index("step")[value] * scale, r.get("selected step"))
+                         for r in group.to_dict(orient="records") if isinstance(r.get(key), list) and r[key]]
+                frames = [frame for frame, _ in curves]
+                for frame, chosen in curves:
                     ax.plot(frame.index, frame.values, color=colours[model], ls=dashes[model], alpha=0.25, lw=0.8)
+                    if stage == 2 and chosen is not None and not pd.isna(chosen) and chosen in frame.index:
+                        ax.plot([chosen], [frame[chosen]], ls="none", marker="o", ms=4, color=colours[model])
                 if frames:
                     mean = mean_curve(frames)
                     ax.plot(mean.index, mean.values, color=colours[model], ls=dashes[model], lw=1.8, label=model)

@@ -430,12 +430,16 @@ def quarter_gain_table(runs: pd.DataFrame, by: Sequence[str], column: str = "gai
     gain with its 95% CI (:func:`hierarchical_bootstrap`: seeds, then dev queries), whether it has
     flattened (mean below ``FLAT_GAIN``) and whether it is *far from convergence*: the CI lies at or
     above ``FLAT_GAIN`` (the run was surely still climbing by a point or more), or there is no curve
-    to tell (no evidence is no convergence)."""
+    to tell (no evidence is no convergence). A group of one run whose curve keeps only a mean score
+    has one gain and no CI (infinite bounds): it may not have flattened, but nothing shows it was
+    surely climbing, so its claims are judged and marked (:func:`still_climbing`)."""
     rows = []
     for key, group in (runs.groupby(list(by), dropna=False) if not runs.empty else []):
         gains = [r[column] for r in group.to_dict(orient="records")]  # one run a seed (a repeat counts, not overwrites)
         found = None if any(g is None for g in gains) else hierarchical_bootstrap(gains)
         mean, low, high = (found.mean, found.low, found.high) if found else (float("inf"),) * 3
+        if found and sum(np.size(g) for g in gains) == 1:  # one run, one score: no CI, so nothing shows the run
+            low, high = -float("inf"), float("inf")        # surely climbing; its claims are judged, with care
         rows.append({**dict(zip(by, key if isinstance(key, tuple) else (key,))), "gain": mean, "gain CI low": low,
                      "gain CI high": high, "flattened": mean < FLAT_GAIN, "far from convergence": low >= FLAT_GAIN})
     return pd.DataFrame(rows, columns=[*by, "gain", "gain CI low", "gain CI high", "flattened", "far from convergence"])
@@ -474,8 +478,7 @@ def show_gains(table: pd.DataFrame, unit: str = "points") -> pd.DataFrame:
     which withholds a claim's verdict)."""
     keys = [c for c in table.columns if c not in {"gain", "gain CI low", "gain CI high", "flattened",
                                                   "far from convergence"}]
-    shown = lambda r: "no curve" if not np.isfinite(r["gain"]) else (
-        f"{signed(r['gain'])} [{signed(r['gain CI low'])}, {signed(r['gain CI high'])}]")
+    shown = lambda r: "no curve" if not np.isfinite(r["gain"]) else _gain(r)
     return pd.DataFrame({**{k: table[k] for k in keys},
                          f"last-quarter gain, {unit} [95% CI]": table.apply(shown, axis=1),
                          f"flattened (< {FLAT_GAIN:g})": table["flattened"].map({True: "yes", False: "no"}),
@@ -491,8 +494,14 @@ def still_climbing(row: dict, gains: pd.DataFrame, column: str = "model") -> dic
     if up.empty:
         return row
     return dict(row, caveat="; read with care: " + ", ".join(
-        f"{r[column]} had not flattened (its last quarter gained {signed(r['gain'])} "
-        f"[{signed(r['gain CI low'])}, {signed(r['gain CI high'])}])" for r in up.to_dict(orient="records")))
+        f"{r[column]} had not flattened (its last quarter gained {_gain(r)})" for r in up.to_dict(orient="records")))
+
+
+def _gain(row: Mapping[str, object]) -> str:
+    """A last-quarter gain as the pages print it: "+1.5 [-0.7, +4.0]", or "+2.8 (one run, no CI)"."""
+    if not (np.isfinite(row["gain CI low"]) and np.isfinite(row["gain CI high"])):
+        return f"{signed(row['gain'])} (one run, no CI)"
+    return f"{signed(row['gain'])} [{signed(row['gain CI low'])}, {signed(row['gain CI high'])}]"
 
 
 RUN_IDENTITY = ["domain", "seed", "stage", "seconds", "steps", "final_loss"]  # what tells two training runs apart

@@ -45,6 +45,11 @@ def test_learning_curves_draw_a_mean_per_model_and_a_stage1_checkpoint_once():
     # one stage only: the dev curves alone, no empty loss panel above them
     [only] = learning_curves(training, ["d"], stages=(2,)).axes
     assert only.get_ylabel() == "dev NDCG@10 (x100)" and len(only.lines) == len(bottom.lines)
+    # a run read at its best dev point gets a dot there, on its own curve
+    picked = training.assign(**{"selected step": [None, None, None, 1]})
+    [panel] = learning_curves(picked, ["d"], stages=(2,)).axes
+    [dot] = [line for line in panel.lines if line.get_marker() == "o"]
+    assert list(dot.get_xdata()) == [1] and list(dot.get_ydata()) == [10.0] and dot.get_color() == PALETTE["LLM+CL"]
 
 
 def test_the_mean_of_seeds_logged_at_different_steps_averages_every_seed_at_every_point():

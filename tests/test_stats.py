@@ -281,6 +281,16 @@ def test_last_quarter_gain_and_late_models_by_hand():
     assert row["gain CI low"] < 1 < row["gain"] and not row["flattened"] and not row["far from convergence"]
     sure = noisy.assign(gains=[g + 4 for g in noisy.gains])  # the same noise around +5.5 points
     assert quarter_gain_table(sure, ["model"])["far from convergence"].all()
+    # one run whose curve keeps a mean only: one gain, no CI; not flattened, but not surely climbing either
+    [alone] = quarter_gain_table(pd.DataFrame([{"model": "E", "seed": 0, "gains": np.array([5.5])}]),
+                                 ["model"]).to_dict(orient="records")
+    assert alone["gain"] == pytest.approx(5.5) and not alone["flattened"] and not alone["far from convergence"]
+    assert np.isinf(alone["gain CI low"]) and np.isinf(alone["gain CI high"])
+    one = pd.DataFrame([{"model": "A", "seed": 0, "steps": 100, "dev_curve": climbing}])
+    assert late_models(one) == set()
+    from lbr_utils.stats import gain_table, still_climbing
+    assert still_climbing({"a": "A", "b": "B"}, gain_table(one))["caveat"] == (
+        "; read with care: A had not flattened (its last quarter gained +5.0 (one run, no CI))")
 
 
 def test_a_verdict_on_an_arm_that_has_not_flattened_stands_with_a_caveat():

@@ -880,6 +880,28 @@ def test_a_run_is_read_at_its_best_dev_point_with_the_weights_it_had_there():
             select(1)
 
 
+def test_the_chapter_3_summary_reads_its_numbers_from_the_tables():
+    """Scores, where the runs peaked and what reading them at their last step would have lost, and the
+    decided claims, from hand-made tables."""
+    from lbr_utils.studies._contrastive_cells import BASE
+    from lbr_utils.studies.ch03_contrastive import ENCODER, summary_lines
+
+    retrieval = pd.DataFrame([{"model": m, "seed": s, "per_query": [v] * 4}
+                              for m, v in (("before training", 0.3), (BASE, 0.7), ("all-MiniLM-L6-v2", 0.8), (ENCODER, 0.75))
+                              for s in (0, 1)])
+    curve = [{"step": k, "dev NDCG@10": v} for k, v in ((100, 0.5), (200, 0.8), (300, 0.7))]
+    training = pd.DataFrame([{"model": m, "seed": 0, "steps": 300, "selected step": 200, "dev_curve": curve}
+                             for m in (BASE, "t=0.1")] + [{"model": ENCODER, "seed": 0, "steps": 99, "dev_curve": []}])
+    judged = pd.DataFrame([{"claim": "c1", "a": "t=0.1", "b": BASE, "verdict": "contradicted", "ours": -3.0, "ci_low": -5.0,
+                            "ci_high": -1.0},
+                           {"claim": "c2", "a": "Matryoshka", "b": BASE, "verdict": "inconclusive", "ours": 1.0,
+                            "ci_low": -1.0, "ci_high": 3.0}])
+    lands, peak, decide = summary_lines({"retrieval": retrieval, "training": training}, judged)
+    assert f"before training 30.0, {BASE} 70.0, all-MiniLM-L6-v2 80.0, {ENCODER} 75.0" in lands
+    assert "(steps 200 of 300)" in peak and "scored 10.0 dev points lower (mean 10.0): " in peak
+    assert f"1 of 2 claims: t=0.1 vs {BASE}: contradicted (-3.0 [-5.0, -1.0]); the other 1 " in decide
+
+
 def test_the_chapter_5a_summary_reads_its_numbers_from_the_record():
     """"In brief": the headline's verdict and difference, the paper-in-CI count, the squeeze of a
     stage-1 question and the stage-1 loss change all come from the results record."""

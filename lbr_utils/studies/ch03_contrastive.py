@@ -23,7 +23,8 @@ from ..contrastive import ContrastiveConfig
 
 from ..profiles import get_profile, lbr_profile
 from ..results import load_tables, save_results, timer
-from ..stats import claim_family, gain_table, judged_claim, per_query_differences, still_climbing, unconverged
+from ..stats import (claim_family, gain_table, interval, judged_claim, per_query_differences, still_climbing,
+                     unconverged)
 from ._contrastive_cells import BASE, EQUAL_COMPUTE, MATRYOSHKA_DIMS, base_recipe, cell, recipes
 from ._lbr_cells import run_baseline
 
@@ -192,6 +193,39 @@ def matryoshka_claims(mat: pd.DataFrame) -> list[dict]:
                      f"{full} dims minus the base recipe's)",
                      {s: at_small[s] - at_full[s] for s in at_small.keys() & at_full.keys()}, +1, source="article",
                      a="Matryoshka", b=BASE)]
+
+
+def _span(low, high, form: str) -> str:
+    return form.format(low) if form.format(low) == form.format(high) else f"{form.format(low)}-{form.format(high)}"
+
+
+def summary_lines(tables: dict[str, pd.DataFrame], judged: pd.DataFrame) -> list[str]:
+    """"In brief", glued from the results: where the trained LLM lands between the untrained one and
+    the encoders, how much reading each run at its best dev point instead of its last step mattered,
+    and which ingredients the seeds and queries could decide."""
+    retrieval, training = tables["retrieval"], tables["training"]
+    score = retrieval.assign(score=100 * retrieval.per_query.map(np.mean)).groupby("model").score.mean()
+    named = [m for m in ("before training", BASE, "all-MiniLM-L6-v2", ENCODER) if m in score]
+    lines = ["- **Where the LLM lands** (NDCG@10, mean over seeds): "
+             + ", ".join(f"{m} {score[m]:.1f}" for m in named) + "."]
+    runs = training[training.model.isin(list(recipes(ContrastiveConfig())))].to_dict(orient="records")
+    peaks = [(max(p["dev NDCG@10"] for p in r["dev_curve"]), r["dev_curve"][-1]["dev NDCG@10"],
+              r.get("selected step"), r["steps"]) for r in runs if r.get("dev_curve")]
+    if peaks:
+        drops = [100 * (best - last) for best, last, _, _ in peaks]
+        chosen = [int(step) for *_, step, _ in peaks if step is not None and not pd.isna(step)]
+        at = f" (steps {_span(min(chosen), max(chosen), '{}')} of {int(max(p[3] for p in peaks))})" if chosen else ""
+        lines.append(f"- **Where the runs peak.** Each run is read at its best dev point{at}; read at its last step "
+                     f"instead, it would have scored {_span(min(drops), max(drops), '{:.1f}')} dev points lower (mean "
+                     f"{np.mean(drops):.1f})" + (": the split's thousand pairs are over-fitted before the end."
+                                                  if np.mean(drops) >= 1 else "."))
+    decided = judged[judged.verdict.isin(["reproduced", "contradicted"])]
+    if len(judged):
+        pairs = "; ".join(f"{r['a']} vs {r['b']}: {r['verdict']} ({interval(r)})" for r in decided.to_dict(orient="records"))
+        lines.append(f"- **What the seeds and queries decide.** {len(decided)} of {len(judged)} claims"
+                     + (f": {pairs}" if pairs else "") + f"; the other {len(judged) - len(decided)} are inconclusive or "
+                     "not judged (the verdicts below say which and why).")
+    return lines
 
 
 def claims(records: dict[str, dict]) -> dict[str, pd.DataFrame]:
