@@ -32,7 +32,10 @@ INTRO = ("Every number on this page is read from a results file by `lbr_utils.re
 SURVEY_INTRO = ("The survey states directions, not numbers, so there is no paper column. Each chapter's claims "
                 "are judged as above: the paired per-query (per-text, per-example) differences of every seed, a "
                 "hierarchical-bootstrap 95% CI, Holm within the chapter's family; a claim about a model far from "
-                "convergence (its last-quarter dev gain's 95% CI above a point) is not judged. \"source\" says whose claim it is (the survey's, a method "
+                "convergence (its last-quarter dev gain's 95% CI above a point; chapter 6's QA claims also while "
+                "their dev answer loss still falls) is not judged, and one about a model that has not flattened is "
+                "marked \"read with care\" (so is one run's gain, which has no CI). Timing claims take their "
+                "repeats where the others take seeds. \"source\" says whose claim it is (the survey's, a method "
                 "paper's, or ours where the survey's claim is about adapted models).")
 
 
