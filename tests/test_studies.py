@@ -201,7 +201,7 @@ def test_survey_claims_follow_the_chapter_results():
     """Chapter 4's claims are judged per query from its file: synthetic pairs added to human pairs
     that score 3 points higher are 'reproduced', 3 lower 'contradicted'; synthetic alone at 1 point
     below human is inside the 2-point margin of "rivals"; a chapter without results adds no claim."""
-    added = "LLM-synthesised pairs added to human pairs improve the embedder (same documents and epochs)"
+    added = "LLM-synthesised pairs added to human pairs improve the embedder (same documents and epochs, so twice the steps)"
     up = survey_claims({"ch04_synthetic": _synthetic_record(0.03)}).set_index("claim")
     ours = lambda table, claim: float(table.loc[claim, "ours [95% CI]"].split()[0])
     assert up.loc[added, "verdict"] == "reproduced" and ours(up, added) == pytest.approx(3.0, abs=0.5)
@@ -979,6 +979,11 @@ def test_chapter_4s_summary_counts_the_funnel_the_judge_and_the_arms_from_the_ta
     assert "median 1, a dropped one's at 3" in judge and "keeps the queries BM25 finds easier" in judge
     assert "2 (per seed 1-2) pairs per arm" in rest and "8 (per seed 5-10) steps" in rest
     assert list(negative_flags(pd.DataFrame()).columns)[-1] == "any of these"
+    # with scores: MiniLM as is against the best arm
+    tables["retrieval"] = pd.DataFrame([{"model": m, "seed": 0, "per_query": [v] * 3}
+                                        for m, v in (("all-MiniLM-L6-v2", 0.8), ("human", 0.6), ("synthetic", 0.7))])
+    encoder = summary_lines(tables, {"config": {"epochs": 10}})[-1]
+    assert 'all-MiniLM-L6-v2, untrained here, scores 80.0' in encoder and '"synthetic", 70.0. No arm reaches it' in encoder
 
 
 def test_the_hard_negative_run_is_scored_when_it_has_spent_the_base_recipes_tokens():

@@ -185,7 +185,8 @@ def summary_lines(tables: dict[str, pd.DataFrame], record: dict) -> list[str]:
                  "human questions are ICD-10-CM inclusion terms, the same kind of text as the evaluation queries: "
                  "a gap between human and synthetic pairs measures how well a query matches the evaluation's kind "
                  "of query as well as how good it is.")
-    scores = tables["retrieval"].assign(score=lambda t: 100 * t.per_query.map(np.mean)).groupby("model").score.mean()
+    retrieval = tables.get("retrieval", pd.DataFrame(columns=["model", "per_query"]))
+    scores = retrieval.assign(score=lambda t: 100 * t.per_query.map(np.mean)).groupby("model").score.mean()
     arms = scores.reindex(ARMS).dropna()
     if ENCODER in scores and len(arms):
         lines.append(f"- **Against an encoder as is:** {ENCODER}, untrained here, scores {scores[ENCODER]:.1f} NDCG@10 "
