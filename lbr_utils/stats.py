@@ -66,6 +66,26 @@ def fmt(mean: float, std: float, digits: int = 1) -> str:
     return f"{mean:.{digits}f}" if pd.isna(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+def span(values: Iterable[float], form: str = "{:.1f}") -> str:
+    """``"4.4-5.2"``: the range of ``values`` as printed, or one number where both ends print alike."""
+    values = list(values)
+    low, high = form.format(min(values)), form.format(max(values))
+    return low if low == high else f"{low}-{high}"
+
+
+def steps_read(table: pd.DataFrame, by: str = "model") -> pd.Series:
+    """The distinct steps each ``by`` group was read at, over seeds, e.g. ``"400, 500"``.
+
+    A run is scored at its best dev point, so two seeds of one recipe may be read at different steps;
+    the table shows which, so a reader can see how far each result trained. Groups without a step
+    (a model that is not trained) print ``"–"``.
+    """
+    if "steps" not in table:
+        return pd.Series("–", index=pd.unique(table[by]), dtype=str)
+    return table.groupby(by, sort=False).steps.agg(
+        lambda s: ", ".join(dict.fromkeys(str(int(v)) for v in sorted(s.dropna()))) or "–")
+
+
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     """Spearman rank correlation of ``x`` and ``y``.
 

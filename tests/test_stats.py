@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from lbr_utils.stats import (claim_family, display_claims, fmt, hierarchical_bootstrap, holds_across_seeds, holm,
-                             holm_verdicts, judge, judged_claim, mean_std, seed_interval, spearman, verdict_counts,
-                             verdict_from_ci, verdict_lines)
+                             holm_verdicts, judge, judged_claim, mean_std, seed_interval, span, spearman, steps_read,
+                             verdict_counts, verdict_from_ci, verdict_lines)
 
 NO_DIFFERENCES = "no per-seed differences to judge"
 
@@ -30,6 +30,19 @@ def test_mean_std_and_fmt_match_a_hand_computation():
     assert out.loc["B", "std"] == pytest.approx(100 * math.sqrt(sum((x - sum(b) / 3) ** 2 for x in b) / 2))
     assert out.loc["A", "seeds"] == 4
     assert fmt(34.21, 1.26) == "34.2 ± 1.3" and fmt(34.21, float("nan")) == "34.2"
+
+
+def test_span_prints_one_number_where_both_ends_print_alike():
+    assert span([5.2, 4.44, 4.9]) == "4.4-5.2"
+    assert span([1.04, 0.96], "{:.0f}") == "1"
+    assert span([400, 500, 400], "{}") == "400-500"
+
+
+def test_steps_read_lists_each_groups_distinct_steps_in_order():
+    table = pd.DataFrame({"model": ["A", "A", "A", "B", "C"], "steps": [500, 400, 500, None, 80.0]})
+    read = steps_read(table)
+    assert read.to_dict() == {"A": "400, 500", "B": "–", "C": "80"}
+    assert steps_read(table.drop(columns="steps")).to_dict() == {"A": "–", "B": "–", "C": "–"}
 
 
 def test_spearman_by_hand():

@@ -974,7 +974,7 @@ def test_chapter_4s_summary_counts_the_funnel_the_judge_and_the_arms_from_the_ta
               "sizes": pd.DataFrame([{"seed": 0, "dataset": "human", "pairs": 2}, {"seed": 1, "dataset": "human", "pairs": 1}]),
               "training": pd.DataFrame([{"seed": 0, "model": "human", "steps": 10}, {"seed": 1, "model": "human", "steps": 5}])}
     keep, judge, rest = summary_lines(tables, {"config": {"epochs": 10}})
-    assert keep.startswith("- **What the checks keep:** 2 (per seed 1-2) of 4 (per seed 4-4) written queries per seed (38%)")
+    assert keep.startswith("- **What the checks keep:** 2 (per seed 1-2) of 4 written queries per seed (38%)")
     assert '"not a copy of its document" (2 queries per seed)' in keep  # (1 + 2) / 2 rounds to 2
     assert "median 1, a dropped one's at 3" in judge and "keeps the queries BM25 finds easier" in judge
     assert "2 (per seed 1-2) pairs per arm" in rest and "8 (per seed 5-10) steps" in rest

@@ -23,8 +23,8 @@ from ..contrastive import ContrastiveConfig
 
 from ..profiles import get_profile, lbr_profile
 from ..results import load_tables, save_results, timer
-from ..stats import (claim_family, gain_table, interval, judged_claim, per_query_differences, still_climbing,
-                     unconverged)
+from ..stats import (claim_family, gain_table, interval, judged_claim, per_query_differences, span,
+                     still_climbing, unconverged)
 from ._contrastive_cells import BASE, EQUAL_COMPUTE, MATRYOSHKA_DIMS, base_recipe, cell, recipes
 from ._lbr_cells import run_baseline
 
@@ -195,10 +195,6 @@ def matryoshka_claims(mat: pd.DataFrame) -> list[dict]:
                      a="Matryoshka", b=BASE)]
 
 
-def _span(low, high, form: str) -> str:
-    return form.format(low) if form.format(low) == form.format(high) else f"{form.format(low)}-{form.format(high)}"
-
-
 def summary_lines(tables: dict[str, pd.DataFrame], judged: pd.DataFrame) -> list[str]:
     """"In brief", glued from the results: where the trained LLM lands between the untrained one and
     the encoders, how much reading each run at its best dev point instead of its last step mattered,
@@ -214,9 +210,9 @@ def summary_lines(tables: dict[str, pd.DataFrame], judged: pd.DataFrame) -> list
     if peaks:
         drops = [100 * (best - last) for best, last, _, _ in peaks]
         chosen = [int(step) for *_, step, _ in peaks if step is not None and not pd.isna(step)]
-        at = f" (steps {_span(min(chosen), max(chosen), '{}')} of {int(max(p[3] for p in peaks))})" if chosen else ""
+        at = f" (steps {span(chosen, '{}')} of {int(max(p[3] for p in peaks))})" if chosen else ""
         lines.append(f"- **Where the runs peak.** Each run is read at its best dev point{at}; read at its last step "
-                     f"instead, it would have scored {_span(min(drops), max(drops), '{:.1f}')} dev points lower (mean "
+                     f"instead, it would have scored {span(drops)} dev points lower (mean "
                      f"{np.mean(drops):.1f})" + (": the split's thousand pairs are over-fitted before the end."
                                                   if np.mean(drops) >= 1 else "."))
     decided = judged[judged.verdict.isin(["reproduced", "contradicted"])]

@@ -22,7 +22,8 @@ import pandas as pd
 
 from ..profiles import Profile, get_profile, lbr_profile
 from ..results import load_tables, save_results, timer
-from ..stats import claim_family, gain_table, judged_claim, per_query_differences, still_climbing, unconverged
+from ..stats import (claim_family, gain_table, judged_claim, per_query_differences, span, still_climbing,
+                     unconverged)
 from ..synth import degenerate
 from ._contrastive_cells import base_recipe, cell
 from ._synthetic_cells import (ARMS, CHECKS, LONGER, N_DOCUMENTS, N_NEGATIVES, datasets, synthesised,
@@ -144,9 +145,9 @@ def survey_claims(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 def _spread(per_seed: pd.Series, fmt: str = "{:.0f}") -> str:
-    """A per-seed quantity as "mean (per seed a-b)", or the one value of a single seed."""
-    mean = fmt.format(per_seed.mean())
-    return mean if len(per_seed) < 2 else f"{mean} (per seed {fmt.format(per_seed.min())}-{fmt.format(per_seed.max())})"
+    """A per-seed quantity as "mean (per seed a-b)", or one value where every seed prints alike."""
+    mean, spread = fmt.format(per_seed.mean()), span(per_seed, fmt)
+    return mean if spread == mean else f"{mean} (per seed {spread})"
 
 
 def summary_lines(tables: dict[str, pd.DataFrame], record: dict) -> list[str]:

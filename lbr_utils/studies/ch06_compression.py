@@ -19,7 +19,8 @@ import pandas as pd
 
 from ..profiles import get_profile
 from ..results import load_tables, save_results, timer
-from ..stats import claim_family, gain_table, interval, judged_claim, quarter_gains, still_climbing, unconverged
+from ..stats import (claim_family, gain_table, interval, judged_claim, quarter_gains, span, still_climbing,
+                     unconverged)
 from ._compression_cells import (CLAIM_RATIO, DOMAIN, N_DEV, N_DEV_RECONSTRUCT, N_TEST, RATIOS, compression_config,
                                  datasets, quality_cell)
 from ._timing_cells import REPEATS, timing_cell, timing_plan
@@ -203,15 +204,16 @@ def _series(values: pd.Series) -> str:
     return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
-def summary_lines(profile_name: str, tables: dict[str, pd.DataFrame], floor: pd.DataFrame) -> list[str]:
+def summary_lines(tables: dict[str, pd.DataFrame], floor: pd.DataFrame, answer_tokens: int) -> list[str]:
     """"What this shows", glued from the results: how much the compressed reading changes with the
     ratio, what it keeps above the template floor (:func:`template_floor`), where QA sits against
-    the closed book, and when decoding from it pays at this chapter's own answer length."""
+    the closed book, and when decoding from it pays at this chapter's own answer length
+    (``answer_tokens``, from :func:`qa_answer_tokens`)."""
     quality = tables["quality"].assign(score=lambda t: 100 * t.per_example.map(np.mean))
     mean = quality.groupby(["task", "mode", quality.ratio.fillna(0)]).score.mean()
     comp, trunc = mean["reconstruct", "compressed"], mean["reconstruct", "truncated"]
     at_floor = [r for r in RATIOS if not floor[(floor["mode"] == "compressed") & (floor.ratio == r)]["above the floor"].any()]
-    lines = [f"- **What the bottleneck carries.** Compressed reconstruction scores {comp.min():.1f}-{comp.max():.1f} "
+    lines = [f"- **What the bottleneck carries.** Compressed reconstruction scores {span(comp)} "
              f"token accuracy at every ratio from r = {min(RATIOS):g} to {max(RATIOS):g} (k falls {max(RATIOS) / min(RATIOS):g}-fold), "
              f"truncation to the same k tokens {trunc[min(RATIOS)]:.1f} at r = {min(RATIOS):g} and {trunc[max(RATIOS)]:.1f} "
              f"at r = {max(RATIOS):g}. " + ("At no ratio does the compressed reading carry anything of its own passage "
@@ -239,8 +241,7 @@ def summary_lines(profile_name: str, tables: dict[str, pd.DataFrame], floor: pd.
                         if worse else "the bottleneck states tell the model more than the first k plain tokens."))
     qa = mean["qa"]
     closed, compressed = qa["closed book", 0], qa["compressed"]
-    spread = (f"{compressed.min():.0f} at every ratio" if round(compressed.min()) == round(compressed.max()) else
-              f"{compressed.min():.0f}-{compressed.max():.0f} at r = {min(RATIOS):g}-{max(RATIOS):g}")
+    spread = f"{span(compressed, '{:.0f}')} at r = {min(RATIOS):g}-{max(RATIOS):g}"
     pairs = [(_per_example(q, "qa", "compressed", CLAIM_RATIO).hypotheses.iloc[0],
               _per_example(q, "qa", "closed book", None).hypotheses.iloc[0]) for _, q in tables["quality"].groupby("seed")]
     same = sum(a.strip() == b.strip() for comp_, closed_ in pairs for a, b in zip(comp_, closed_))
@@ -252,12 +253,11 @@ def summary_lines(profile_name: str, tables: dict[str, pd.DataFrame], floor: pd.
                     "what codes look like, not from the passage." if compressed.max() <= closed else "."))
     steady, _ = steady_repeats(tables["decoding"])
     if len(steady):
-        answer = qa_answer_tokens(profile_name, int(quality.seed.min()))
         even = break_even(steady)
         lines.append(f"- **When it pays.** End to end, the compressed reading is faster from answers of "
                      f"{_series(even['compressed faster from (answer tokens)'])} tokens at "
                      f"{_series(even['passage tokens'])} passage tokens; this chapter's answers, ICD codes, are about "
-                     f"{answer} tokens. The timing reads the profile's model with untrained bottleneck rows (time "
+                     f"{answer_tokens} tokens. The timing reads the profile's model with untrained bottleneck rows (time "
                      "depends on shapes, not weights) at passage lengths longer than the trained ones"
                      + (", and while the compressed answers sit at the closed-book floor a faster wrong answer is "
                         "no saving." if compressed.max() <= closed else "."))
