@@ -155,8 +155,9 @@ def test_own_ranks_and_bm25_scores_by_hand():
 def test_chapter4_training_sets_share_documents_and_sizes():
     """Every arm trains on the kept documents: human and synthetic pair the same answers with
     different questions, the mix splits them in half, unfiltered draws as many from all written
-    queries, and human + synthetic is both."""
-    from lbr_utils.studies.ch04_synthetic import datasets, funnel
+    queries, and human + synthetic is both; the consistency arm draws from every query that passed the
+    checks before the consistency filter."""
+    from lbr_utils.studies.ch04_synthetic import consistency_arm, datasets, funnel
 
     rows = [{"id": f"d{i}", "entity": f"e{i}", "group": "g", "document": f"doc {i}", "human question": f"human {i}",
              "query": "" if i == 5 else f"synthetic {i}", "empty": i == 5, "degenerate": i == 4,
@@ -173,3 +174,9 @@ def test_chapter4_training_sets_share_documents_and_sizes():
     assert sorted(r.question.split()[0] for r in mix) == ["human", "synthetic", "synthetic"]
     table = funnel(pd.DataFrame(rows).assign(seed=0))
     assert table[0].tolist() == [8, 7, 6, 5, 5, 4, 3] and table["share of written"].iloc[-1] == pytest.approx(3 / 8)
+    # The consistency arm: as many pairs as were kept, from the queries that passed every check but the last
+    # (documents 0-3), so a query the filter alone dropped (document 3) can be drawn and no other can.
+    drawn = [consistency_arm(rows, "medical", seed) for seed in range(10)]
+    assert all(len(arm) == 3 and {r.answer for r in arm} <= {f"doc {i}" for i in range(4)} for arm in drawn)
+    assert any("doc 3" in {r.answer for r in arm} for arm in drawn)
+    assert all(r.question == r.answer.replace("doc", "synthetic") for arm in drawn for r in arm)
