@@ -976,17 +976,19 @@ def test_chapter_4s_summary_counts_the_funnel_the_judge_and_the_arms_from_the_ta
     tables = {"queries": queries, "negatives": pd.DataFrame(),
               "sizes": pd.DataFrame([{"seed": 0, "dataset": "human", "pairs": 2}, {"seed": 1, "dataset": "human", "pairs": 1}]),
               "training": pd.DataFrame([{"seed": 0, "model": "human", "steps": 10}, {"seed": 1, "model": "human", "steps": 5}])}
-    keep, judge, rest = summary_lines(tables, {"config": {"epochs": 10}})
+    keep, judge, rest = summary_lines(tables, {"config": {"epochs": 10, "profile": {"n_cl": 1000}}})
     assert keep.startswith("- **What the checks keep:** 2 (per seed 1-2) of 4 written queries per seed (38%)")
     assert '"not a copy of its document" (2 queries per seed)' in keep  # (1 + 2) / 2 rounds to 2
     assert "median 1, a dropped one's at 3" in judge and "keeps the queries BM25 finds easier" in judge
     assert "2 (per seed 1-2) pairs per arm" in rest and "8 (per seed 5-10) steps" in rest
     assert list(negative_flags(pd.DataFrame()).columns)[-1] == "any of these"
-    # with scores: MiniLM as is against the best arm
+    # with scores: MiniLM as is, BM25 and MiniLM fine-tuned against the best arm
     tables["retrieval"] = pd.DataFrame([{"model": m, "seed": 0, "per_query": [v] * 3}
-                                        for m, v in (("all-MiniLM-L6-v2", 0.8), ("human", 0.6), ("synthetic", 0.7))])
-    encoder = summary_lines(tables, {"config": {"epochs": 10}})[-1]
-    assert 'all-MiniLM-L6-v2, untrained here, scores 80.0' in encoder and '"synthetic", 70.0. No arm reaches it' in encoder
+                                        for m, v in (("all-MiniLM-L6-v2", 0.8), ("BM25", 0.65), ("MiniLM+CL", 0.9),
+                                                     ("human", 0.6), ("synthetic", 0.7))])
+    encoder = summary_lines(tables, {"config": {"epochs": 10, "profile": {"n_cl": 1000}}})[-1]
+    assert "all-MiniLM-L6-v2 as is scores 80.0 NDCG@10 (mean over seeds), BM25 65.0, MiniLM+CL 90.0" in encoder
+    assert "all 1000 human pairs" in encoder and '"synthetic", 70.0. No arm reaches the encoder as is' in encoder
 
 
 def test_the_hard_negative_run_is_scored_when_it_has_spent_the_base_recipes_tokens():
