@@ -35,3 +35,19 @@ def test_the_summary_counts_a_shared_stage1_run_once():
         {"chapter": "5a", "domain": "code", "seed": 0, "done": True, "training": [stage1]}])
     got = progress.summary(table)
     assert got.loc[("5a", "medical", 0)].tolist() == [2, 3, 1.5] and got.loc[("5a", "code", 0)].tolist() == [1, 1, 1.0]
+
+
+def test_chapters_3_and_6_are_listed_by_the_keys_their_runs_use(tmp_path, monkeypatch):
+    from lbr_utils.studies import ch03_contrastive as contrastive
+
+    monkeypatch.setenv("LBR_CELLS", str(tmp_path))
+    table = progress.other_cells("smoke", seeds=(0,))
+    names = list(contrastive.models(lbr_profile(get_profile("smoke")), 0))
+    assert table[table.chapter == "3"].model.tolist() == names and table.key.is_unique and not table.done.any()
+    assert table[table.chapter == "6"].model.tolist() == ["quality", "timing"] and not list(tmp_path.iterdir())
+
+    base = table[table.model == names[2]].iloc[0]  # the base recipe, stored as its run would store it
+    (tmp_path / "ch03_cells").mkdir()
+    (tmp_path / "ch03_cells" / f"{base.key}.json").write_text(json.dumps({"training": [{"seconds": 5.0}]}))
+    again = progress.other_cells("smoke", seeds=(0,)).set_index("model")
+    assert again.done.sum() == 1 and again.loc[names[2], "seconds"] == 5.0

@@ -21,7 +21,7 @@ import pandas as pd
 
 from ..contrastive import ContrastiveConfig
 
-from ..profiles import get_profile, lbr_profile
+from ..profiles import Profile, get_profile, lbr_profile
 from ..results import load_tables, save_results, timer
 from ..stats import (claim_family, gain_table, interval, judged_claim, per_query_differences, span,
                      still_climbing, unconverged)
@@ -48,6 +48,12 @@ def chapter_recipe(profile, seed: int) -> ContrastiveConfig:
     return replace(base, steps=steps, warmup_steps=max(1, steps // 10), eval_every=max(1, steps // 8))
 
 
+def models(profile: Profile, seed: int) -> dict[str, ContrastiveConfig | None]:
+    """Every model of one seed, in the order a run trains them: the untrained LLM and MiniLM (``None``:
+    nothing to train), then each recipe."""
+    return {"before training": None, "all-MiniLM-L6-v2": None, **recipes(chapter_recipe(profile, seed))}
+
+
 def run(profile_name: str, domain: str = "medical", seeds: tuple[int, ...] | None = None) -> dict[str, pd.DataFrame]:
     """Every recipe on every seed (from the cell cache where it holds them)."""
     profile = lbr_profile(get_profile(profile_name))
@@ -55,8 +61,7 @@ def run(profile_name: str, domain: str = "medical", seeds: tuple[int, ...] | Non
     out: dict[str, list] = {}
     with timer() as t:
         for seed in seeds:
-            models = {"before training": None, "all-MiniLM-L6-v2": None, **recipes(chapter_recipe(profile, seed))}
-            for name, cfg in models.items():
+            for name, cfg in models(profile, seed).items():
                 for table, rows in cell(profile, domain, seed, name, cfg).items():
                     out.setdefault(table, []).extend(dict(row, seed=seed, domain=domain) for row in rows)
                 gc.collect()  # the next cell loads its model in this process: free this one's first

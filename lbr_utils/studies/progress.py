@@ -1,7 +1,7 @@
 """What a split study has finished and what it still has to train, read from the cells folder.
 
-The LBR chapters' ``cpu`` study is many hours of training on two cores, longer than one session, so
-it is run in parts over several sessions and its scored cells are committed
+The ``cpu`` study of chapters 3, 5a, 5b and 6 is many hours of training on two cores, longer than one
+session, so it is run in parts over several sessions and its scored cells are committed
 (:func:`lbr_utils.runcache.cells_dir`). A cell's file is named by a hash, which says nothing to a
 person; this module asks each chapter for its cells exactly as the chapter would (the same functions,
 so the same keys) but with the cache lookup replaced by a check that *never computes*, and lists
@@ -23,15 +23,17 @@ import pandas as pd
 from ..profiles import get_profile, lbr_profile
 from ..results import results_dir
 from ..runcache import cells_dir
-from . import _lbr_cells
+from . import _compression_cells, _contrastive_cells, _lbr_cells, _timing_cells
+from . import ch03_contrastive as contrastive
 from . import ch05a_lbr_stages as stages
 from . import ch05b_lbr_ablations as ablations
+from ._compression_plan import DOMAIN as COMPRESSION_DOMAIN
 
 
 @contextmanager
-def _lookup_only(found: list[dict]):
-    """Within the block, an LBR cell is never computed: its lookup records the key and whether the
-    cells folder holds it, and returns the stored cell (or an empty one)."""
+def _lookup_only(found: list[dict], module=_lbr_cells):
+    """Within the block, a cell of ``module`` is never computed: its lookup records the key and whether
+    the cells folder holds it, and returns the stored cell (or an empty one)."""
     def lookup(kind: str, key: str, compute) -> dict:
         path = cells_dir() / kind / f"{key}.json"
         cell = json.loads(path.read_text()) if path.exists() else {}
@@ -40,7 +42,7 @@ def _lookup_only(found: list[dict]):
                       "seconds": sum(r.get("seconds", 0.0) for r in training)})
         return cell
 
-    with mock.patch.object(_lbr_cells, "cached_json", lookup):
+    with mock.patch.object(module, "cached_json", lookup):
         yield
 
 
@@ -70,11 +72,29 @@ def lbr_cells(profile_name: str = "cpu", domains=stages.LBR_DOMAINS, seeds=None)
     return table.drop_duplicates("key").reset_index(drop=True)
 
 
-def _listed(chapter: str, domain: str, seed: int, name: str, make) -> list[dict]:
+def other_cells(profile_name: str = "cpu", seeds=None) -> pd.DataFrame:
+    """The same listing for chapter 3 (one model per recipe and seed, the untrained LLM and MiniLM as
+    is included) and chapter 6 (one quality cell per seed, and the timing cell, listed under seed -1)."""
+    profile = lbr_profile(get_profile(profile_name))
+    plain = get_profile(profile_name)  # chapter 6 runs the profile as it is
+    seeds = tuple(seeds if seeds is not None else profile.seeds)
+    rows: list[dict] = []
+    for seed in seeds:
+        for name, cfg in contrastive.models(profile, seed).items():
+            rows += _listed("3", "medical", seed, name,
+                            lambda: _contrastive_cells.cell(profile, "medical", seed, name, cfg), _contrastive_cells)
+        rows += _listed("6", COMPRESSION_DOMAIN, seed, "quality",
+                        lambda: _compression_cells.quality_cell(plain, seed), _compression_cells)
+    rows += _listed("6", COMPRESSION_DOMAIN, -1, "timing", lambda: _timing_cells.timing_cell(plain), _timing_cells)
+    return pd.DataFrame(rows)
+
+
+def _listed(chapter: str, domain: str, seed: int, name: str, make, module=_lbr_cells) -> list[dict]:
     found: list[dict] = []
-    with _lookup_only(found):
+    with _lookup_only(found, module):
         make()
-    return [dict(f, chapter=chapter, domain=domain, seed=seed, model=name) for f in found]
+    return [dict(f, chapter=chapter, domain=domain, seed=seed, model=name,
+                 training=[dict(r, stage=r.get("stage", 2)) for r in f["training"]]) for f in found]
 
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:
@@ -91,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="cpu")
     args = parser.parse_args(argv)
     os.environ.setdefault("LBR_CELLS", str(results_dir(args.profile) / "cells"))
-    table = lbr_cells(args.profile)
+    table = pd.concat([lbr_cells(args.profile), other_cells(args.profile)], ignore_index=True)
     print(summary(table).to_string())
     for (chapter, domain, seed), models in table[~table.done].groupby(["chapter", "domain", "seed"]).model:
         print(f"\npending in {chapter} {domain} seed {seed}: {', '.join(models)}")
