@@ -78,12 +78,12 @@ def steps_read(table: pd.DataFrame, by: str = "model") -> pd.Series:
 
     A run is scored at its best dev point, so two seeds of one recipe may be read at different steps;
     the table shows which, so a reader can see how far each result trained. Groups without a step
-    (a model that is not trained) print ``"–"``.
+    (a model that is not trained: no step, or step 0) print ``"–"``.
     """
     if "steps" not in table:
         return pd.Series("–", index=pd.unique(table[by]), dtype=str)
     return table.groupby(by, sort=False).steps.agg(
-        lambda s: ", ".join(dict.fromkeys(str(int(v)) for v in sorted(s.dropna()))) or "–")
+        lambda s: ", ".join(dict.fromkeys(str(int(v)) for v in sorted(s[s > 0]))) or "–")
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:

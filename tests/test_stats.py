@@ -39,10 +39,10 @@ def test_span_prints_one_number_where_both_ends_print_alike():
 
 
 def test_steps_read_lists_each_groups_distinct_steps_in_order():
-    table = pd.DataFrame({"model": ["A", "A", "A", "B", "C"], "steps": [500, 400, 500, None, 80.0]})
+    table = pd.DataFrame({"model": ["A", "A", "A", "B", "C", "BM25"], "steps": [500, 400, 500, None, 80.0, 0]})
     read = steps_read(table)
-    assert read.to_dict() == {"A": "400, 500", "B": "–", "C": "80"}
-    assert steps_read(table.drop(columns="steps")).to_dict() == {"A": "–", "B": "–", "C": "–"}
+    assert read.to_dict() == {"A": "400, 500", "B": "–", "C": "80", "BM25": "–"}
+    assert steps_read(table.drop(columns="steps")).to_dict() == {"A": "–", "B": "–", "C": "–", "BM25": "–"}
 
 
 def test_spearman_by_hand():

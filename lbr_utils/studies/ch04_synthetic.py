@@ -88,7 +88,8 @@ def run(profile_name: str, domain: str = "medical", seeds: tuple[int, ...] | Non
             add(synth, seed)
             sets = {**datasets(synth["queries"], domain, seed),
                     UNCHECKED: consistency_arm(synth["queries"], domain, seed)}
-            add({"sizes": [{"dataset": k, "pairs": len(v)} for k, v in sets.items()]}, seed)
+            add({"sizes": [{"dataset": k, "pairs": len(v)} for k, v in sets.items()]
+                 + [{"dataset": LONGER, "pairs": len(sets["human"])}]}, seed)
             add(trained(profile, domain, seed, "before training", []), seed)
             # What a practitioner would use instead of training at all: chapter 3's cell, shared.
             add({"retrieval": cell(profile, domain, seed, ENCODER, None)["retrieval"]}, seed)
