@@ -269,9 +269,11 @@ def filter_figure(funnel: pd.DataFrame, queries: pd.DataFrame, earlier: Sequence
     bins = np.logspace(0, np.log10(max(2, written["BM25 rank"].max())), 20)
     for label, rows, colour in [("kept", judged[judged.kept], colour_of("synthetic")),
                                 ("dropped by the consistency filter", judged[~judged.kept], DROPPED)]:
-        right.hist(rows["BM25 rank"], bins=bins, alpha=0.6, color=colour, label=f"{label} ({len(rows)})")
+        # Each group as shares of itself: the kept outnumber the dropped, and counts would hide the shift.
+        right.hist(rows["BM25 rank"], bins=bins, alpha=0.6, color=colour, label=f"{label} ({len(rows)})",
+                   weights=np.full(len(rows), 100 / max(1, len(rows))))
     right.set_xscale("log")
-    style(right, "BM25 rank of the query's own document (1 = first; log scale)", "queries",
+    style(right, "BM25 rank of the query's own document (1 = first; log scale)", "% of the group (pooled over seeds)",
           "Kept vs dropped, as BM25 ranks them")
     fig.tight_layout()
     return fig

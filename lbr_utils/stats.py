@@ -73,17 +73,24 @@ def span(values: Iterable[float], form: str = "{:.1f}") -> str:
     return low if low == high else f"{low}-{high}"
 
 
-def steps_read(table: pd.DataFrame, by: str = "model") -> pd.Series:
-    """The distinct steps each ``by`` group was read at, over seeds, e.g. ``"400, 500"``.
+def steps_read(table: pd.DataFrame, totals: pd.DataFrame | None = None, by: str = "model") -> pd.Series:
+    """The step each seed's run of a ``by`` group was read at, e.g. ``"500/800, 400/800"``: over its
+    run's length where ``totals`` (training rows: ``by``, seed, steps) has it, in seed order.
 
-    A run is scored at its best dev point, so two seeds of one recipe may be read at different steps;
-    the table shows which, so a reader can see how far each result trained. Groups without a step
-    (a model that is not trained: no step, or step 0) print ``"–"``.
+    A run is scored at its best dev point, so two seeds of one recipe may be read at different steps,
+    and a run read at its last step had not peaked; the table shows which, so a reader can see how far
+    each result trained. A model that is not trained (no step, or step 0) prints ``"–"``.
     """
     if "steps" not in table:
         return pd.Series("–", index=pd.unique(table[by]), dtype=str)
-    return table.groupby(by, sort=False).steps.agg(
-        lambda s: ", ".join(dict.fromkeys(str(int(v)) for v in sorted(s[s > 0]))) or "–")
+    length = {} if totals is None else {(r[by], r["seed"]): r["steps"] for r in totals.to_dict(orient="records")}
+
+    def read(rows: pd.DataFrame) -> str:
+        rows = rows[rows.steps > 0].sort_values("seed")
+        return ", ".join(f"{int(r['steps'])}/{int(length[key])}" if (key := (r[by], r["seed"])) in length
+                         else str(int(r["steps"])) for r in rows.to_dict(orient="records")) or "–"
+
+    return table.groupby(by, sort=False)[[by, "seed", "steps"]].apply(read)
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:
@@ -626,8 +633,8 @@ def to_decide(row: Mapping[str, object]) -> str:
         margin = float(row.get("margin") or 0) * (row.get("expected_sign") or 1)
         side = "above" if float(row["ci_low"]) > -margin else "below"
         bar = f"{signed(-margin)} (the claim's margin)" if margin else "0"
-        return (f"; its own CI lies {side} {bar}, but not after Holm (p = {row['p_holm']:.3f}): it leans "
-                f"{'against' if against else 'towards'} the claim")
+        return (f"; its own CI lies {side} {bar}, but not after Holm (Holm-adjusted p = {row['p_holm']:.3f}): "
+                f"it leans {'against' if against else 'towards'} the claim")
     way = " (against the claim)" if against else ""
     return (f"; deciding it{way} would take about {n} seed{'s' * (n != 1)} at this effect size" if n <= 30 else
             f"; no feasible number of seeds would decide an effect this small (about {n})")

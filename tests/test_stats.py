@@ -38,10 +38,13 @@ def test_span_prints_one_number_where_both_ends_print_alike():
     assert span([400, 500, 400], "{}") == "400-500"
 
 
-def test_steps_read_lists_each_groups_distinct_steps_in_order():
-    table = pd.DataFrame({"model": ["A", "A", "A", "B", "C", "BM25"], "steps": [500, 400, 500, None, 80.0, 0]})
-    read = steps_read(table)
-    assert read.to_dict() == {"A": "400, 500", "B": "–", "C": "80", "BM25": "–"}
+def test_steps_read_gives_each_seeds_step_over_its_run_length():
+    table = pd.DataFrame({"model": ["A", "A", "A", "B", "C", "BM25"], "seed": [2, 0, 1, 0, 0, 0],
+                          "steps": [500, 400, 800, None, 80.0, 0]})
+    totals = pd.DataFrame({"model": ["A", "A", "A"], "seed": [0, 1, 2], "steps": [800, 800, 700]})
+    read = steps_read(table, totals)
+    assert read.to_dict() == {"A": "400/800, 800/800, 500/700", "B": "–", "C": "80", "BM25": "–"}
+    assert steps_read(table).to_dict()["A"] == "400, 800, 500"
     assert steps_read(table.drop(columns="steps")).to_dict() == {"A": "–", "B": "–", "C": "–", "BM25": "–"}
 
 
@@ -414,7 +417,8 @@ def test_a_claim_only_holm_holds_back_says_which_way_it_leans_not_how_many_seeds
 
     row = {"claim": "a", "ours": -3.5, "ci_low": -6.4, "ci_high": -0.6, "paper": 11.9, "paper_in_ci": False,
            "p_holm": 0.079, "verdict": "inconclusive", "seeds": 3, "expected_sign": 1}
-    assert to_decide(row) == "; its own CI lies below 0, but not after Holm (p = 0.079): it leans against the claim"
+    assert to_decide(row) == ("; its own CI lies below 0, but not after Holm (Holm-adjusted p = 0.079): it leans "
+                              "against the claim")
     assert display_claims(pd.DataFrame([row]))["seeds to decide"].tolist() == ["Holm"]
     # a non-inferiority claim (at most 2 points worse) is held against -2, and its clause says so
     worse = dict(row, ours=-0.6, ci_low=-1.8, ci_high=0.0, margin=2.0)

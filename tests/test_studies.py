@@ -214,6 +214,27 @@ queries with those that passed every other check; a chapter without results adds
     assert down.loc[added, "verdict"] == "contradicted" and len(up) == 6 and survey_claims({}).empty
 
 
+def test_chapter_4s_answer_follows_its_verdicts():
+    """The chapter's question is answered from the claims' verdicts, with their numbers: synthetic pairs
+    1 point below human are inside the margin (as good), adding them 3 points up helps; an arm below
+    MiniLM as is says so; open claims get their seed counts under "What would decide it"."""
+    from lbr_utils.studies.ch04_synthetic import answer_lines
+    from lbr_utils.studies.ch04_synthetic import survey_claims as chapter_claims
+
+    tables = {k: pd.DataFrame(v) for k, v in _synthetic_record(0.03)["metrics"].items()}
+    tables["retrieval"] = pd.concat([tables["retrieval"], pd.DataFrame(
+        [{"model": "all-MiniLM-L6-v2", "seed": s, "per_query": [0.9] * 60} for s in (0, 1, 2)])])
+    tables["sizes"] = pd.DataFrame([{"seed": s, "dataset": "human", "pairs": 100 + s} for s in (0, 1, 2)])
+    judged = chapter_claims(tables)
+    answer, decide = answer_lines(judged, tables)
+    assert "Its kept queries train as well as human questions" in answer and "(synthetic minus human: -0.9" in answer
+    assert "Added to the human pairs, they help (human + synthetic minus human: +3.1" in answer
+    assert "stays below all-MiniLM-L6-v2 as is (90.0)" in answer
+    mix = judged.set_index("a").loc["mix (equal pairs)"]
+    assert mix.verdict == "inconclusive" and "For the 1 open claim, more seeds" in decide
+    assert "the arms have 101 pairs each" in decide
+
+
 def test_compression_claims_by_hand():
     """Chapter 6: compressed vs truncated per test example at r = 8 on every seed, and the share of
     time saved per passage length over repeats: a compressor that answers 30% more questions is
@@ -978,8 +999,9 @@ def test_chapter_4s_summary_counts_the_funnel_the_judge_and_the_arms_from_the_ta
               "training": pd.DataFrame([{"seed": 0, "model": "human", "steps": 10}, {"seed": 1, "model": "human", "steps": 5}])}
     keep, judge, rest = summary_lines(tables, {"config": {"epochs": 10, "profile": {"n_cl": 1000}}})
     assert keep.startswith("- **What the checks keep:** 2 (per seed 1-2) of 4 written queries per seed (38%)")
-    assert '"not a copy of its document" (2 queries per seed)' in keep  # (1 + 2) / 2 rounds to 2
-    assert "median 1, a dropped one's at 3" in judge and "keeps the queries BM25 finds easier" in judge
+    assert '"not a copy of its document" (2 queries per seed on average)' in keep  # (1 + 2) / 2 rounds to 2
+    # BM25 ranks the own document first for all 3 kept queries, and not for the 1 the filter dropped
+    assert "first for 100% of the kept queries and 0% of the dropped ones" in judge and "findability" in judge
     assert "2 (per seed 1-2) pairs per arm" in rest and "8 (per seed 5-10) steps" in rest
     assert list(negative_flags(pd.DataFrame()).columns)[-1] == "any of these"
     # with scores: MiniLM as is, BM25 and MiniLM fine-tuned against the best arm
@@ -989,6 +1011,10 @@ def test_chapter_4s_summary_counts_the_funnel_the_judge_and_the_arms_from_the_ta
     encoder = summary_lines(tables, {"config": {"epochs": 10, "profile": {"n_cl": 1000}}})[-1]
     assert "all-MiniLM-L6-v2 as is scores 80.0 NDCG@10 (mean over seeds), BM25 65.0, MiniLM+CL 90.0" in encoder
     assert "all 1000 human pairs" in encoder and '"synthetic", 70.0. No arm reaches the encoder as is' in encoder
+    # with final losses: how closely the arms fit their pairs, against chance (ln 8 for a batch of 8)
+    tables["training"] = tables["training"].assign(final_loss=[0.004, 0.03])
+    rest = summary_lines(tables, {"config": {"epochs": 10, "profile": {"n_cl": 1000}, "recipe": {"batch_size": 8}}})[-2]
+    assert "training loss of 0.004-0.030 nats against 2.08 at chance" in rest
 
 
 def test_the_hard_negative_run_is_scored_when_it_has_spent_the_base_recipes_tokens():
