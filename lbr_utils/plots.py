@@ -24,7 +24,7 @@ PALETTE = {
     "all-MiniLM-L6-v2": "#17becf", "SmolLM2": "#bcbd22", "smollm2": "#bcbd22", "before training": "#bcbd22",
     # Chapter 4's training sets and chapter 7's attacks.
     "human": "#3182bd", "synthetic": "#e6550d", "synthetic (unfiltered)": "#fdae6b", "mix (equal pairs)": "#756bb1",
-    "synthetic (no consistency filter)": "#fd8d3c",
+    "synthetic (no consistency filter)": "#8c2d04",
     "human + synthetic": "#31a354",
     "bag-of-words probe": "#5254a3", "adaptive probe": "#9c9ede", "nearest neighbour": "#8c6d31", "decoder": "#843c39",
     # Chapter 3's recipes: the base recipe is chapter 5's mean-pooled CL, so it keeps that colour.

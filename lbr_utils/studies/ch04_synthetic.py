@@ -148,7 +148,7 @@ def negative_flags(negatives: pd.DataFrame) -> pd.DataFrame:
 
 
 def survey_claims(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """The survey's and InPars/Promptagator's claims about synthetic pairs, judged per query over the
+    """The survey's and Promptagator's claims about synthetic pairs, judged per query over the
     seeds, one Holm family; an arm far from convergence is not judged, and one that has not flattened
     is marked (:func:`lbr_utils.stats.still_climbing`)."""
     retrieval = tables["retrieval"]
