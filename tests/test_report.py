@@ -69,7 +69,7 @@ def test_the_page_opens_with_the_survey_verdicts_and_says_what_would_decide_each
     save_results("ch04_synthetic", "cpu", record["metrics"], {}, [0, 1, 2], 1.0)
     page = reproduction_page("cpu")
     short = page.split("## In short")[1].split("\n## ")[0]
-    assert "**The survey's claims (chapter 4).** 5 claims:" in short and "(chapters 2, 3, 6, 7: not run at `cpu` yet)" in short
+    assert "**The survey's claims (chapter 4).** 6 claims:" in short and "(chapters 2, 3, 6, 7: not run at `cpu` yet)" in short
     assert "## The survey's claims\n" in page and "ch01_baselines" not in page  # only the chapters whose claims it shows
     header = next(line for line in page.splitlines() if line.startswith("| claim") or "| claim " in line)
     assert "seeds to decide" in header

@@ -42,11 +42,13 @@ def _stale_after_editing(module_path: str, root, notebook_dir) -> set[str]:
     ("compress.py", {"ch06_compression"}),
     ("invert.py", {"ch07_inversion"}),
     ("synth.py", {"ch04_synthetic"}),
-    ("lbr.py", {"ch03_contrastive", "ch05a_lbr_stages", "ch05b_lbr_ablations", "ch06_compression", "ch07_inversion"}),
+    ("lbr.py", {"ch03_contrastive", "ch04_synthetic", "ch05a_lbr_stages", "ch05b_lbr_ablations", "ch06_compression",
+                "ch07_inversion"}),
     ("studies/ch02_pooling.py", {"ch02_pooling"}),
     ("studies/ch05b_lbr_ablations.py", {"ch05b_lbr_ablations"}),
     ("studies/ch05a_lbr_stages.py", {"ch05a_lbr_stages", "ch05b_lbr_ablations"}),  # 5b runs 5a's arms by name
-    ("studies/_lbr_cells.py", {"ch03_contrastive", "ch05a_lbr_stages", "ch05b_lbr_ablations"}),  # ch03 reads its MiniLM+CL
+    # chapters 3 and 4 read its MiniLM+CL (and 4 its BM25)
+    ("studies/_lbr_cells.py", {"ch03_contrastive", "ch04_synthetic", "ch05a_lbr_stages", "ch05b_lbr_ablations"}),
     ("studies/_contrastive_cells.py", {"ch03_contrastive", "ch04_synthetic"}),  # ch04 trains with ch03's base recipe
 ])
 def test_an_edit_marks_exactly_the_chapters_that_import_it(copies, module_path, expected):
