@@ -73,6 +73,11 @@ def _chapter_numbers(names) -> str:
     return ", ".join(str(int(name[2:4])) for name in names)
 
 
+def _chapters(numbers: str) -> str:
+    """"chapter 3" or "chapters 2, 4" for :func:`_chapter_numbers`' output."""
+    return f"chapter{'s' if ',' in numbers else ''} {numbers}"
+
+
 def reproduction_page(profile: str = "cpu") -> str:
     """The page, from the results files only: the paper's claims chapter by chapter, then the survey's
     claims of every chapter in one table, then what each chapter cost."""
@@ -87,9 +92,10 @@ def reproduction_page(profile: str = "cpu") -> str:
     judged_in = _chapter_numbers(surveyed)
     pending = _chapter_numbers(name for name in CHAPTERS if hasattr(study(name), "survey_claims") and name not in records)
     if survey:
-        synthesis.append(f"**The survey's claims (chapter{'s' if ',' in judged_in else ''} {judged_in}).** "
+        synthesis.append(f"**The survey's claims ({_chapters(judged_in)}).** "
                          f"{verdict_counts(dict(enumerate(survey)))}; for each inconclusive one the table below says how "
-                         "many seeds would decide it" + (f" (chapters {pending}: not run at `{profile}` yet)." if pending else "."))
+                         "many seeds would decide it" + (f" ({_chapters(pending)}: not run at `{profile}` yet)."
+                                                         if pending else "."))
     if synthesis:
         lines += ["## In short", "", *[f"{text}\n" for text in synthesis]]
     for name in CHAPTERS:
@@ -100,7 +106,8 @@ def reproduction_page(profile: str = "cpu") -> str:
             lines += _render(title, item)
     lines += ["## The survey's claims", ""]
     if survey:
-        lines += [SURVEY_INTRO + (f" Chapters {pending} have not run at `{profile}` yet." if pending else ""), "",
+        lines += [SURVEY_INTRO + (f" {_chapters(pending).capitalize()} {'has' if ',' not in pending else 'have'} not run "
+                                  f"at `{profile}` yet." if pending else ""), "",
                   *[f"- {provenance_line(r)}" for r in sources], "",
                   _table(_shown(pd.concat(survey, ignore_index=True))), ""]
     else:
