@@ -231,7 +231,7 @@ def test_chapter_4s_answer_follows_its_verdicts():
     assert "Added to the human pairs, they help (human + synthetic minus human: +3.1" in answer
     assert "stays below all-MiniLM-L6-v2 as is (90.0)" in answer
     mix = judged.set_index("a").loc["mix (equal pairs)"]
-    assert mix.verdict == "inconclusive" and "For the 1 open claim, more seeds" in decide
+    assert mix.verdict == "inconclusive" and "More seeds: for the 1 open claim, each verdict above" in decide
     assert "the arms have 101 pairs each" in decide
 
 
@@ -1015,6 +1015,20 @@ def test_chapter_4s_summary_counts_the_funnel_the_judge_and_the_arms_from_the_ta
     tables["training"] = tables["training"].assign(final_loss=[0.004, 0.03])
     rest = summary_lines(tables, {"config": {"epochs": 10, "profile": {"n_cl": 1000}, "recipe": {"batch_size": 8}}})[-2]
     assert "training loss of 0.004-0.030 nats against 2.08 at chance" in rest
+    # twice the epochs: the best dev point 2 and 4 points up, the evaluation score 0.5 up
+    curve = lambda *v: [{"step": i, "dev NDCG@10": x} for i, x in enumerate(v)]
+    tables["training"] = pd.DataFrame([
+        {"seed": 0, "model": "human", "steps": 10, "final_loss": 0.01, "dev_curve": curve(0.5, 0.7)},
+        {"seed": 1, "model": "human", "steps": 10, "final_loss": 0.01, "dev_curve": curve(0.6, 0.6)},
+        {"seed": 0, "model": "human, twice the epochs", "steps": 20, "final_loss": 0.01, "dev_curve": curve(0.7, 0.72)},
+        {"seed": 1, "model": "human, twice the epochs", "steps": 20, "final_loss": 0.01, "dev_curve": curve(0.6, 0.64)}])
+    tables["retrieval"] = pd.concat([tables["retrieval"], pd.DataFrame(
+        [{"model": "human, twice the epochs", "seed": 0, "per_query": [0.605] * 3}])])
+    longer = next(line for line in summary_lines(tables, {"config": {"epochs": 10, "profile": {"n_cl": 1000},
+                                                                     "recipe": {"batch_size": 8}}})
+                  if "under-trained" in line)
+    assert "best dev point is +3.0 (per seed +2.0 to +4.0) points higher, its evaluation score +0.5 (60.5 against 60.0" in longer
+    assert "less than a point" in longer
 
 
 def test_the_hard_negative_run_is_scored_when_it_has_spent_the_base_recipes_tokens():

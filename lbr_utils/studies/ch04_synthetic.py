@@ -26,8 +26,8 @@ import pandas as pd
 from ..data import QARecord
 from ..profiles import Profile, get_profile, lbr_profile
 from ..results import load_tables, save_results, timer
-from ..stats import (claim_family, gain_table, interval, judged_claim, per_query_differences, span,
-                     still_climbing, to_decide, unconverged)
+from ..stats import (claim_family, fragile, gain_table, holds_across_seeds, interval, judged_claim,
+                     per_query_differences, signed, span, still_climbing, to_decide, unconverged)
 from ..synth import degenerate
 from ._contrastive_cells import base_recipe, cell
 from ._lbr_cells import run_baseline
@@ -228,6 +228,16 @@ def summary_lines(tables: dict[str, pd.DataFrame], record: dict) -> list[str]:
                  "of query as well as how good it is.")
     retrieval = tables.get("retrieval", pd.DataFrame(columns=["model", "per_query"]))
     scores = retrieval.assign(score=lambda t: 100 * t.per_query.map(np.mean)).groupby("model").score.mean()
+    if {"human", LONGER} <= set(scores.index) and "dev_curve" in training:
+        best = {m: training[training.model == m].set_index("seed").dev_curve.map(
+            lambda c: 100 * max(p["dev NDCG@10"] for p in c)) for m in ("human", LONGER)}
+        dev, score = best[LONGER] - best["human"], scores[LONGER] - scores["human"]
+        seeds = f" (per seed {signed(dev.min())} to {signed(dev.max())})" if len(dev) > 1 else ""
+        lines.append(f"- **Were the human pairs under-trained?** \"{LONGER}\" continues the human run: its best dev "
+                     f"point is {signed(dev.mean())}{seeds} points higher, its evaluation score {signed(score)} "
+                     f"({scores[LONGER]:.1f} against {scores['human']:.1f}, mean over seeds)"
+                     + (": the dev gain moves the evaluation score by less than a point, so on what the claims "
+                        "measure more epochs would not have changed the human arm much." if abs(score) < 1 else "."))
     arms = scores.reindex(ARMS).dropna()
     if ENCODER in scores and len(arms):
         others = "".join(f", {name} {scores[name]:.1f}" for name in BASELINES if name in scores)
@@ -249,7 +259,7 @@ def answer_lines(judged: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> list[
     def said(a: str, b: str, holds: str, fails: str, open_: str) -> str:
         r = row[a, b]
         text = {"reproduced": holds, "contradicted": fails}.get(r["verdict"], open_)
-        return f"{text} ({a} minus {b}: {interval(r)}, {r['verdict']})."
+        return f"{text} ({a} minus {b}: {interval(r)}, {r['verdict']}{fragile(r)})."
 
     answer = " ".join([
         said("synthetic", "human", "Its kept queries train as well as human questions on the same documents",
@@ -266,11 +276,14 @@ def answer_lines(judged: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> list[
         answer += (f" Every arm (the best {best:.1f}) stays below {ENCODER} as is ({scores[ENCODER]:.1f}): at this "
                    "scale the practical answer is the encoder, not an LLM of this size fine-tuned on these pairs.")
     pairs = tables["sizes"][tables["sizes"].dataset == "human"].pairs.mean()
-    n_open = sum(bool(to_decide(r)) for r in judged.to_dict(orient="records"))
+    rows = judged.to_dict(orient="records")
+    n_open, n_fragile = sum(bool(to_decide(r)) for r in rows), sum(holds_across_seeds(r) is False for r in rows)
+    seeds = [f"for the {n_open} open claim{'s' * (n_open != 1)}, each verdict above says how many" if n_open else "",
+             f"the {n_fragile} decided verdict{'s' * (n_fragile != 1)} that could flip need{'s' * (n_fragile == 1)} "
+             "them to hold over the seed means alone" if n_fragile else ""]
+    seeds = "; ".join(part for part in seeds if part)
     return [f"- **The chapter's question, does a small writer produce pairs worth training on?** At this scale: {answer}",
-            "- **What would decide it.** " + (f"For the {n_open} open claim{'s' * (n_open != 1)}, more seeds: each "
-                                              "verdict above says how many would decide it, or that only the Holm "
-                                              "correction holds it back. " if n_open else "")
+            "- **What would decide it.** " + (f"More seeds: {seeds}. " if seeds else "")
             + f"More pairs per arm: the checks keep a small share of what the writer writes, so the arms have "
             f"{pairs:.0f} pairs each (mean over seeds); a query for every document of a larger split, or several per "
             "document, would give them more. A larger writer. And an evaluation whose queries are not written in "
