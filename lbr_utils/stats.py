@@ -78,7 +78,7 @@ def steps_read(table: pd.DataFrame, totals: pd.DataFrame | None = None, by: str 
     run's length where ``totals`` (training rows: ``by``, seed, steps) has it, in seed order.
 
     A run is scored at its best dev point, so two seeds of one recipe may be read at different steps,
-    and a run read at its last step had not peaked; the table shows which, so a reader can see how far
+    and a run read at its last step may not have peaked; the table shows which, so a reader can see how far
     each result trained. A model that is not trained (no step, or step 0) prints ``"–"``.
     """
     if "steps" not in table:
