@@ -185,6 +185,11 @@ def _spread(per_seed: pd.Series, fmt: str = "{:.0f}") -> str:
     return mean if spread == mean else f"{mean} (per seed {spread})"
 
 
+def _mean_scores(retrieval: pd.DataFrame) -> pd.Series:
+    """Each model's NDCG@10 (x100), the mean over its seeds of the mean over queries."""
+    return retrieval.assign(score=lambda t: 100 * t.per_query.map(np.mean)).groupby("model").score.mean()
+
+
 def summary_lines(tables: dict[str, pd.DataFrame], record: dict) -> list[str]:
     """What the data side of the chapter shows, glued from the results: how many queries the writer's
     checks keep, whether a judge the filter never saw agrees with it, how many of the written negatives
@@ -226,8 +231,7 @@ def summary_lines(tables: dict[str, pd.DataFrame], record: dict) -> list[str]:
                  "human questions are ICD-10-CM inclusion terms, the same kind of text as the evaluation queries: "
                  "a gap between human and synthetic pairs measures how well a query matches the evaluation's kind "
                  "of query as well as how good it is.")
-    retrieval = tables.get("retrieval", pd.DataFrame(columns=["model", "per_query"]))
-    scores = retrieval.assign(score=lambda t: 100 * t.per_query.map(np.mean)).groupby("model").score.mean()
+    scores = _mean_scores(tables.get("retrieval", pd.DataFrame(columns=["model", "per_query"])))
     if {"human", LONGER} <= set(scores.index) and "dev_curve" in training:
         best = {m: training[training.model == m].set_index("seed").dev_curve.map(
             lambda c: 100 * max(p["dev NDCG@10"] for p in c)) for m in ("human", LONGER)}
@@ -270,7 +274,7 @@ def answer_lines(judged: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> list[
         said("human + synthetic", LONGER, "They help more than training the human pairs twice as long does",
              "Training the human pairs twice as long helps more",
              "Whether they help more than training the human pairs twice as long is not decided")])
-    scores = tables["retrieval"].assign(score=lambda t: 100 * t.per_query.map(np.mean)).groupby("model").score.mean()
+    scores = _mean_scores(tables["retrieval"])
     best = scores.reindex(ARMS).max()
     if ENCODER in scores and best < scores[ENCODER]:
         answer += (f" Every arm (the best {best:.1f}) stays below {ENCODER} as is ({scores[ENCODER]:.1f}): at this "
