@@ -73,9 +73,11 @@ def _chapter_numbers(names) -> str:
     return ", ".join(str(int(name[2:4])) for name in names)
 
 
-def _chapters(numbers: str) -> str:
-    """"chapter 3" or "chapters 2, 4" for :func:`_chapter_numbers`' output."""
-    return f"chapter{'s' if ',' in numbers else ''} {numbers}"
+def _chapters(numbers: str, has: bool = False) -> str:
+    """"chapter 3" or "chapters 2, 4" for :func:`_chapter_numbers`' output; with ``has``, the verb that
+    agrees with it ("chapter 3 has", "chapters 2, 4 have")."""
+    several = "," in numbers
+    return f"chapter{'s' if several else ''} {numbers}" + (f" {'have' if several else 'has'}" if has else "")
 
 
 def reproduction_page(profile: str = "cpu") -> str:
@@ -106,7 +108,7 @@ def reproduction_page(profile: str = "cpu") -> str:
             lines += _render(title, item)
     lines += ["## The survey's claims", ""]
     if survey:
-        lines += [SURVEY_INTRO + (f" {_chapters(pending).capitalize()} {'has' if ',' not in pending else 'have'} not run "
+        lines += [SURVEY_INTRO + (f" {_chapters(pending, has=True).capitalize()} not run "
                                   f"at `{profile}` yet." if pending else ""), "",
                   *[f"- {provenance_line(r)}" for r in sources], "",
                   _table(_shown(pd.concat(survey, ignore_index=True))), ""]

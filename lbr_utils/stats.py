@@ -615,6 +615,26 @@ def fragile(row: Mapping[str, object]) -> str:
     return f"; over seeds alone, {seeds}: a rerun could flip it"
 
 
+def verdict_sentence(row: Mapping[str, object], holds: str, fails: str, open_: str) -> str:
+    """One claim as a sentence of a chapter's answer: ``holds`` if reproduced, ``fails`` if
+    contradicted, ``open_`` otherwise, followed by the difference it rests on, its verdict and whether
+    a rerun could flip it (:func:`fragile`)."""
+    text = {"reproduced": holds, "contradicted": fails}.get(str(row["verdict"]), open_)
+    return f"{text} ({row['a']} minus {row['b']}: {interval(row)}, {row['verdict']}{fragile(row)})."
+
+
+def seeds_wanted(rows: Sequence[Mapping[str, object]]) -> str:
+    """What more seeds would settle among ``rows`` (a chapter's judged claims), as the clause its "What
+    would decide it" opens with: the open claims (each verdict line gives its count, :func:`to_decide`)
+    and the decided ones a rerun could flip (:func:`fragile`); empty when neither exists."""
+    n_open, n_fragile = sum(bool(to_decide(r)) for r in rows), sum(holds_across_seeds(r) is False for r in rows)
+    parts = [f"for the {n_open} open claim{'s' * (n_open != 1)}, each verdict above says how many" if n_open else "",
+             f"the {n_fragile} decided verdict{'s' * (n_fragile != 1)} that could flip need{'s' * (n_fragile == 1)} "
+             "them to hold over the seed means alone" if n_fragile else ""]
+    parts = "; ".join(part for part in parts if part)
+    return f"More seeds: {parts}. " if parts else ""
+
+
 def held_back_by_holm(row: Mapping[str, object]) -> bool:
     """An inconclusive claim whose own CI already clears 0 (-margin): only the family's Holm correction
     keeps it undecided, so more seeds are not what it lacks."""

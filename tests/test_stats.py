@@ -442,3 +442,24 @@ def test_claim_lines_put_a_claims_domains_side_by_side():
     rows = [judged_claim("A beats B", {0: np.full(20, d)}, +1, domain=name) for name, d in (("code", 0.05), ("medical", -0.05))]
     lines = claim_lines(claim_family(rows))
     assert lines == ["- **A beats B**: code: reproduced, +5.0 [+5.0, +5.0]; medical: contradicted, -5.0 [-5.0, -5.0]."]
+
+
+def test_an_answer_sentence_and_its_seed_clause_follow_the_verdicts():
+    """A reproduced row reads its "holds" sentence with its numbers; a contradicted one whose seed means
+    straddle 0 adds that a rerun could flip it; the seed clause counts one open claim (1 point at
+    [-1, +3] on 3 seeds: 12 seeds) and one decided claim that could flip, and is empty when neither."""
+    from lbr_utils.stats import seeds_wanted, verdict_sentence
+
+    up = {"a": "A", "b": "B", "verdict": "reproduced", "ours": 2.0, "ci_low": 0.5, "ci_high": 3.5, "seeds": 3,
+          "seed_low": 0.2, "seed_high": 3.8}
+    down = dict(up, verdict="contradicted", ours=-2.0, ci_low=-3.5, ci_high=-0.5, seed_low=-4.0, seed_high=0.3,
+                seeds_agreeing=2)
+    open_ = dict(up, verdict="inconclusive", ours=1.0, ci_low=-1.0, ci_high=3.0)
+    assert verdict_sentence(up, "yes", "no", "open") == "yes (A minus B: +2.0 [+0.5, +3.5], reproduced)."
+    assert verdict_sentence(down, "yes", "no", "open").startswith(
+        "no (A minus B: -2.0 [-3.5, -0.5], contradicted; over seeds alone, the t-interval of the 3 seed means")
+    assert verdict_sentence(open_, "yes", "no", "open").startswith("open (A minus B: +1.0")
+    assert seeds_wanted([up, down, open_]) == ("More seeds: for the 1 open claim, each verdict above says how many; "
+                                               "the 1 decided verdict that could flip needs them to hold over the "
+                                               "seed means alone. ")
+    assert seeds_wanted([up]) == ""

@@ -830,11 +830,12 @@ def test_a_random_batch_is_seeded_and_no_closer_than_the_closest_one():
         temperature_weights("smoke", batch="hardest")
 
 
-def test_contrastive_claims_judge_matryoshka_by_its_drop_and_skip_a_climbing_recipe():
-    """Chapter 3's family: the Matryoshka drop is a difference of differences, query by query; every
-    trained recipe is in a claim; a recipe whose dev curve still climbs leaves its claims unjudged."""
+def _contrastive_tables() -> tuple[list[str], dict[str, pd.DataFrame]]:
+    """Chapter 3's tables, hand-made on 3 seeds and 40 queries: recipes at random scores, the hard-negative
+    run at the base recipe's tokens 5 points above it, Matryoshka losing 5 points at 36 dims where the
+    base loses 20, every dev curve flat. Returns the trained models' names and the tables."""
     from lbr_utils.studies._contrastive_cells import BASE, EQUAL_COMPUTE, recipes
-    from lbr_utils.studies.ch03_contrastive import ENCODER, HARD, chapter_recipe, survey_claims
+    from lbr_utils.studies.ch03_contrastive import ENCODER, HARD, chapter_recipe
 
     rng = np.random.default_rng(0)
     names = [*recipes(chapter_recipe(lbr_profile(get_profile("smoke")), 0)), ENCODER]
@@ -851,7 +852,18 @@ def test_contrastive_claims_judge_matryoshka_by_its_drop_and_skip_a_climbing_rec
                         for d, drop in ((576, 0.0), (36, loss))])
     flat = [{"step": k, "dev NDCG@10": 0.8} for k in (2, 4, 6, 8)]
     training = pd.DataFrame([{"model": m, "seed": s, "steps": 8, "dev_curve": flat} for m in names for s in range(3)])
-    tables = {"retrieval": retrieval, "geometry": geometry, "matryoshka": mat, "training": training}
+    return names, {"retrieval": retrieval, "geometry": geometry, "matryoshka": mat, "training": training}
+
+
+def test_contrastive_claims_judge_matryoshka_by_its_drop_and_skip_a_climbing_recipe():
+    """Chapter 3's family: the Matryoshka drop is a difference of differences, query by query; every
+    trained recipe is in a claim; a recipe whose dev curve still climbs leaves its claims unjudged."""
+    from lbr_utils.studies._contrastive_cells import BASE
+    from lbr_utils.studies.ch03_contrastive import HARD, survey_claims
+
+    names, tables = _contrastive_tables()
+    training = tables["training"]
+    flat = training.dev_curve.iloc[0]
     judged = survey_claims(tables).set_index("claim")
     drop = judged.filter(like="loses less when truncated", axis=0).iloc[0]
     assert drop.ours == pytest.approx(15.0) and drop.verdict == "reproduced"  # (-5) - (-20) points, every query
@@ -916,14 +928,29 @@ def test_the_chapter_3_summary_reads_its_numbers_from_the_tables():
     curve = [{"step": k, "dev NDCG@10": v} for k, v in ((100, 0.5), (200, 0.8), (300, 0.7))]
     training = pd.DataFrame([{"model": m, "seed": 0, "steps": 300, "selected step": 200, "dev_curve": curve}
                              for m in (BASE, "t=0.1")] + [{"model": ENCODER, "seed": 0, "steps": 99, "dev_curve": []}])
-    judged = pd.DataFrame([{"claim": "c1", "a": "t=0.1", "b": BASE, "verdict": "contradicted", "ours": -3.0, "ci_low": -5.0,
-                            "ci_high": -1.0},
-                           {"claim": "c2", "a": "Matryoshka", "b": BASE, "verdict": "inconclusive", "ours": 1.0,
-                            "ci_low": -1.0, "ci_high": 3.0}])
-    lands, peak, decide = summary_lines({"retrieval": retrieval, "training": training}, judged)
+    lands, peak = summary_lines({"retrieval": retrieval, "training": training})
     assert f"before training 30.0, {BASE} 70.0, all-MiniLM-L6-v2 80.0, {ENCODER} 75.0" in lands
     assert "(steps 200 of 300)" in peak and "scored 10.0 dev points lower (mean 10.0): " in peak
-    assert f"1 of 2 claims: t=0.1 vs {BASE}: contradicted (-3.0 [-5.0, -1.0]); the other 1 " in decide
+
+
+def test_chapter_3s_answer_follows_its_verdicts():
+    """Each ingredient's sentence follows its claim's verdict, with its difference: the hard negative 5
+    points up at equal compute helps; Matryoshka 15 points better at 36 dims pays off; recipes at random
+    scores leave the temperature open, and the open claims send the reader to their seed counts. Without
+    Matryoshka runs its sentence is left out, not guessed."""
+    from lbr_utils.studies._contrastive_cells import BASE, EQUAL_COMPUTE
+    from lbr_utils.studies.ch03_contrastive import HARD, answer_lines, survey_claims
+
+    _, tables = _contrastive_tables()
+    judged = survey_claims(tables)
+    answer, decide = answer_lines(judged, tables)
+    assert f"even at the base recipe's compute ({HARD + EQUAL_COMPUTE} minus {BASE}: +5.0 [" in answer
+    assert f"pays off when the vector is cut (Matryoshka minus {BASE}: +15.0 [" in answer
+    assert judged.set_index("b").loc["t=0.02"].verdict == "inconclusive"  # random scores: +1.3 [-5.0, +7.4]
+    assert f"Between t = 0.05 and 0.02 the runs do not decide ({BASE} minus t=0.02: +1.3 [" in answer
+    assert "More seeds: for the " in decide and "than the 40 each run is scored on" in decide
+    bare = answer_lines(survey_claims(dict(tables, matryoshka=pd.DataFrame())), tables)[0]
+    assert "Matryoshka" not in bare and "even at the base recipe's compute" in bare
 
 
 def test_the_chapter_5a_summary_reads_its_numbers_from_the_record():

@@ -23,8 +23,8 @@ from ..contrastive import ContrastiveConfig
 
 from ..profiles import Profile, get_profile, lbr_profile
 from ..results import load_tables, save_results, timer
-from ..stats import (claim_family, gain_table, interval, judged_claim, per_query_differences, span,
-                     still_climbing, unconverged)
+from ..stats import (claim_family, gain_table, judged_claim, per_query_differences, seeds_wanted, span,
+                     still_climbing, unconverged, verdict_sentence)
 from ._contrastive_cells import BASE, EQUAL_COMPUTE, MATRYOSHKA_DIMS, base_recipe, cell, recipes
 from ._lbr_cells import run_baseline
 
@@ -200,10 +200,10 @@ def matryoshka_claims(mat: pd.DataFrame) -> list[dict]:
                      a="Matryoshka", b=BASE)]
 
 
-def summary_lines(tables: dict[str, pd.DataFrame], judged: pd.DataFrame) -> list[str]:
+def summary_lines(tables: dict[str, pd.DataFrame]) -> list[str]:
     """"In brief", glued from the results: where the trained LLM lands between the untrained one and
-    the encoders, how much reading each run at its best dev point instead of its last step mattered,
-    and which ingredients the seeds and queries could decide."""
+    the encoders, and how much reading each run at its best dev point instead of its last step mattered
+    (what the claims decide is :func:`answer_lines`)."""
     retrieval, training = tables["retrieval"], tables["training"]
     score = retrieval.assign(score=100 * retrieval.per_query.map(np.mean)).groupby("model").score.mean()
     named = [m for m in ("before training", BASE, "all-MiniLM-L6-v2", ENCODER) if m in score]
@@ -220,13 +220,47 @@ def summary_lines(tables: dict[str, pd.DataFrame], judged: pd.DataFrame) -> list
                      f"instead, it would have scored {span(drops)} dev points lower (mean "
                      f"{np.mean(drops):.1f})" + (": the split's thousand pairs are over-fitted before the end."
                                                   if np.mean(drops) >= 1 else "."))
-    decided = judged[judged.verdict.isin(["reproduced", "contradicted"])]
-    if len(judged):
-        pairs = "; ".join(f"{r['a']} vs {r['b']}: {r['verdict']} ({interval(r)})" for r in decided.to_dict(orient="records"))
-        lines.append(f"- **What the seeds and queries decide.** {len(decided)} of {len(judged)} claims"
-                     + (f": {pairs}" if pairs else "") + f"; the other {len(judged) - len(decided)} are inconclusive or "
-                     "not judged (the verdicts below say which and why).")
     return lines
+
+
+def answer_lines(judged: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> list[str]:
+    """The chapter's question answered from its verdicts (which ingredients of contrastive fine-tuning
+    does an LLM embedder need here, and does it reach the encoder?), and what would decide what is left
+    open; every number glued from ``judged`` (:func:`survey_claims`) and the tables. A claim the family
+    does not hold (no Matryoshka run) is left out."""
+    rows = judged.to_dict(orient="records")
+
+    def said(a: str, b: str, starts: str, *sentences: str) -> list[str]:
+        row = next((r for r in rows if r["a"] == a and r["b"] == b and r["claim"].startswith(starts)), None)
+        return [verdict_sentence(row, *sentences)] if row else []
+
+    answer = " ".join([
+        *said(HARD + EQUAL_COMPUTE, BASE, "a mined hard negative",
+              "A mined hard negative per query helps, even at the base recipe's compute",
+              "A mined hard negative per query hurts at the base recipe's compute",
+              "Whether a mined hard negative helps at equal compute is not decided"),
+        *said(HARD, UNGUARDED, "guarding", "Guarding against false negatives helps",
+              "Guarding against false negatives hurts", "Whether guarding against false negatives helps is not decided"),
+        *said(BASE, "t=0.02", "the temperature", "t = 0.05 beats 0.02", "t = 0.02 beats 0.05",
+              "Between t = 0.05 and 0.02 the runs do not decide"),
+        *said(BASE, "t=0.1", "the temperature", "t = 0.05 beats 0.1", "t = 0.1 beats 0.05",
+              "Between t = 0.05 and 0.1 the runs do not decide"),
+        *said("Matryoshka", BASE, "Matryoshka training is better", "Matryoshka training pays off when the vector is cut",
+              "Matryoshka training does worse even when the vector is cut",
+              "Whether Matryoshka training pays off when the vector is cut is not decided"),
+        *said(BASE, "full fine-tuning", "LoRA", "LoRA adapts the LLM as well as full fine-tuning",
+              "LoRA falls behind full fine-tuning by more than the claim's margin",
+              "Whether LoRA keeps up with full fine-tuning is not decided"),
+        *said(BASE, ENCODER, "a contrastively", f"The fine-tuned LLM matches {ENCODER}",
+              f"The fine-tuned LLM stays behind {ENCODER}, an encoder fine-tuned on the same pairs, by more than the "
+              "claim's margin", f"Whether the fine-tuned LLM matches {ENCODER} is not decided")])
+    retrieval = tables["retrieval"]
+    queries = retrieval[retrieval.model == BASE].per_query.map(len).mean()
+    return ["- **The chapter's question, what does each ingredient buy an LLM embedder?** At this scale: " + answer,
+            "- **What would decide it.** " + seeds_wanted(rows)
+            + f"More evaluation queries than the {queries:.0f} each run is scored on (a CI shrinks with the square root "
+            "of the queries and of the seeds). A larger batch, where in-batch negatives, hard negatives and the "
+            "temperature all matter more. And other domains: these are medical questions on one split."]
 
 
 def claims(records: dict[str, dict]) -> dict[str, pd.DataFrame]:

@@ -26,8 +26,8 @@ import pandas as pd
 from ..data import QARecord
 from ..profiles import Profile, get_profile, lbr_profile
 from ..results import load_tables, save_results, timer
-from ..stats import (claim_family, fragile, gain_table, holds_across_seeds, interval, judged_claim,
-                     per_query_differences, signed, span, still_climbing, to_decide, unconverged)
+from ..stats import (claim_family, gain_table, judged_claim, per_query_differences, seeds_wanted, signed, span,
+                     still_climbing, unconverged, verdict_sentence)
 from ..synth import degenerate
 from ._contrastive_cells import base_recipe, cell
 from ._lbr_cells import run_baseline
@@ -260,10 +260,8 @@ def answer_lines(judged: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> list[
     claims of :func:`survey_claims`) and the tables."""
     row = {(r["a"], r["b"]): r for r in judged.to_dict(orient="records")}
 
-    def said(a: str, b: str, holds: str, fails: str, open_: str) -> str:
-        r = row[a, b]
-        text = {"reproduced": holds, "contradicted": fails}.get(r["verdict"], open_)
-        return f"{text} ({a} minus {b}: {interval(r)}, {r['verdict']}{fragile(r)})."
+    def said(a: str, b: str, *sentences: str) -> str:
+        return verdict_sentence(row[a, b], *sentences)
 
     answer = " ".join([
         said("synthetic", "human", "Its kept queries train as well as human questions on the same documents",
@@ -280,14 +278,8 @@ def answer_lines(judged: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> list[
         answer += (f" Every arm (the best {best:.1f}) stays below {ENCODER} as is ({scores[ENCODER]:.1f}): at this "
                    "scale the practical answer is the encoder, not an LLM of this size fine-tuned on these pairs.")
     pairs = tables["sizes"][tables["sizes"].dataset == "human"].pairs.mean()
-    rows = judged.to_dict(orient="records")
-    n_open, n_fragile = sum(bool(to_decide(r)) for r in rows), sum(holds_across_seeds(r) is False for r in rows)
-    seeds = [f"for the {n_open} open claim{'s' * (n_open != 1)}, each verdict above says how many" if n_open else "",
-             f"the {n_fragile} decided verdict{'s' * (n_fragile != 1)} that could flip need{'s' * (n_fragile == 1)} "
-             "them to hold over the seed means alone" if n_fragile else ""]
-    seeds = "; ".join(part for part in seeds if part)
     return [f"- **The chapter's question, does a small writer produce pairs worth training on?** At this scale: {answer}",
-            "- **What would decide it.** " + (f"More seeds: {seeds}. " if seeds else "")
+            "- **What would decide it.** " + seeds_wanted(judged.to_dict(orient="records"))
             + f"More pairs per arm: the checks keep a small share of what the writer writes, so the arms have "
             f"{pairs:.0f} pairs each (mean over seeds); a query for every document of a larger split, or several per "
             "document, would give them more. A larger writer. And an evaluation whose queries are not written in "
