@@ -620,19 +620,30 @@ def verdict_sentence(row: Mapping[str, object], holds: str, fails: str, open_: s
     contradicted, ``open_`` otherwise, followed by the difference it rests on, its verdict and whether
     a rerun could flip it (:func:`fragile`)."""
     text = {"reproduced": holds, "contradicted": fails}.get(str(row["verdict"]), open_)
-    return f"{text} ({row['a']} minus {row['b']}: {interval(row)}, {row['verdict']}{fragile(row)})."
+    numbers = "no difference to judge" if pd.isna(row["ours"]) else f"{row['a']} minus {row['b']}: {interval(row)}"
+    return f"{text} ({numbers}, {row['verdict']}{fragile(row)})."
 
 
 def seeds_wanted(rows: Sequence[Mapping[str, object]]) -> str:
-    """What more seeds would settle among ``rows`` (a chapter's judged claims), as the clause its "What
-    would decide it" opens with: the open claims (each verdict line gives its count, :func:`to_decide`)
-    and the decided ones a rerun could flip (:func:`fragile`); empty when neither exists."""
-    n_open, n_fragile = sum(bool(to_decide(r)) for r in rows), sum(holds_across_seeds(r) is False for r in rows)
-    parts = [f"for the {n_open} open claim{'s' * (n_open != 1)}, each verdict above says how many" if n_open else "",
-             f"the {n_fragile} decided verdict{'s' * (n_fragile != 1)} that could flip need{'s' * (n_fragile == 1)} "
+    """What would settle the rest of ``rows`` (a chapter's judged claims), as the sentences its "What
+    would decide it" opens with: more seeds for the open claims (each verdict line gives its count,
+    :func:`to_decide`) and for the decided ones a rerun could flip (:func:`fragile`); a larger family
+    effect or fewer claims for those only Holm holds back (:func:`held_back_by_holm`); longer runs for
+    those not judged (:data:`NOT_CONVERGED`). Empty when nothing is left."""
+    count = lambda n, one, many: f"{n} {one if n == 1 else many}"
+    held = sum(held_back_by_holm(r) for r in rows)
+    n_open = sum(bool(to_decide(r)) for r in rows) - held
+    n_fragile = sum(holds_across_seeds(r) is False for r in rows)
+    n_late = sum(str(r["verdict"]).endswith(NOT_CONVERGED) for r in rows)
+    seeds = [f"for the {count(n_open, 'open claim', 'open claims')}, each verdict above says how many" if n_open else "",
+             f"the {count(n_fragile, 'decided verdict that could flip needs', 'decided verdicts that could flip need')} "
              "them to hold over the seed means alone" if n_fragile else ""]
-    parts = "; ".join(part for part in parts if part)
-    return f"More seeds: {parts}. " if parts else ""
+    seeds = "; ".join(part for part in seeds if part)
+    return ((f"More seeds: {seeds}. " if seeds else "")
+            + (f"The {count(held, 'claim', 'claims')} only the Holm correction holds back would need a narrower CI "
+               "(more seeds or queries) to clear the correction. " if held else "")
+            + (f"Longer runs: the {count(n_late, 'claim', 'claims')} not judged compare{'s' * (n_late == 1)} a run far "
+               "from convergence. " if n_late else ""))
 
 
 def held_back_by_holm(row: Mapping[str, object]) -> bool:

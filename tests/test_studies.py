@@ -858,7 +858,7 @@ def _contrastive_tables() -> tuple[list[str], dict[str, pd.DataFrame]]:
 def test_contrastive_claims_judge_matryoshka_by_its_drop_and_skip_a_climbing_recipe():
     """Chapter 3's family: the Matryoshka drop is a difference of differences, query by query; every
     trained recipe is in a claim; a recipe whose dev curve still climbs leaves its claims unjudged."""
-    from lbr_utils.studies._contrastive_cells import BASE
+    from lbr_utils.studies._contrastive_cells import BASE, EQUAL_COMPUTE
     from lbr_utils.studies.ch03_contrastive import HARD, survey_claims
 
     names, tables = _contrastive_tables()
@@ -878,12 +878,15 @@ def test_contrastive_claims_judge_matryoshka_by_its_drop_and_skip_a_climbing_rec
     assert late.filter(like="0.1", axis=0).verdict.str.startswith("not judged").all()
     assert not late.filter(like="0.02", axis=0).verdict.str.startswith("not judged").any()
     # the compute-matched claim reads the hard-negative run's curve up to its snapshot (steps 4-5): a run
-    # that climbs until then and is flat after still leaves that claim unjudged
+    # that climbs until then and is flat after is judged there all the same (it stops at a budget by
+    # design), marked as still climbing
     early = [{"step": k, "dev NDCG@10": min(0.1 * k, 0.4)} for k in (2, 4, 6, 8)]
     snap = survey_claims(dict(tables, training=training.assign(
         dev_curve=[early if m == HARD else flat for m in training.model]))).set_index("claim")
-    assert snap.filter(like="at equal compute", axis=0).verdict.iloc[0].startswith("not judged")
+    matched = snap.filter(like="at equal compute", axis=0).iloc[0]
+    assert matched.verdict == "reproduced" and f"{HARD + EQUAL_COMPUTE} had not flattened" in matched.caveat
     assert not snap.filter(like="doubles each", axis=0).verdict.iloc[0].startswith("not judged")  # 8 steps: flat
+    assert "at about 1.8x the base recipe's tokens a step" in snap.filter(like="doubles each", axis=0).index[0]  # 8 / 4.5
 
 
 def test_a_run_is_read_at_its_best_dev_point_with_the_weights_it_had_there():
@@ -930,7 +933,27 @@ def test_the_chapter_3_summary_reads_its_numbers_from_the_tables():
                              for m in (BASE, "t=0.1")] + [{"model": ENCODER, "seed": 0, "steps": 99, "dev_curve": []}])
     lands, peak = summary_lines({"retrieval": retrieval, "training": training})
     assert f"before training 30.0, {BASE} 70.0, all-MiniLM-L6-v2 80.0, {ENCODER} 75.0" in lands
-    assert "(steps 200 of 300)" in peak and "scored 10.0 dev points lower (mean 10.0): " in peak
+    assert "(steps 200 of 300)" in peak and "scored 10.0 dev points lower (mean 10.0). That is an upper bound" in peak
+
+
+def test_the_guard_counts_find_copied_negatives_and_same_entity_batch_mates():
+    """Two questions of entity A share one answer: without the filter BM25 mines each one's copy of the
+    positive (2 of 4 mined negatives), and a batch of all four holds 12 candidates, 2 of them masked
+    (each A answer for the other A question)."""
+    from lbr_utils.contrastive import ContrastiveConfig
+    from lbr_utils.data import QARecord
+    from lbr_utils.studies.ch03_contrastive import guard_counts
+
+    rec = lambda i, q, a, e: QARecord(id=str(i), domain="medical", question=q, answer=a, entity=e)
+    records = [rec(0, "acute bronchitis cough", "acute bronchitis with cough", "A"),
+               rec(1, "bronchitis acute", "acute bronchitis with cough", "A"),
+               rec(2, "fracture of the femur", "femur fracture, closed", "B"),
+               rec(3, "migraine headache", "migraine without aura", "C")]
+    counts = guard_counts(records, ContrastiveConfig(steps=1, batch_size=4))
+    assert counts == {"mined negatives": 4, "same entity": 2, "same text as the positive": 2,
+                      "in-batch candidates": 12, "masked in-batch": 2}
+    with pytest.raises(ValueError, match="too few"):
+        guard_counts(records[:1], ContrastiveConfig())
 
 
 def test_chapter_3s_answer_follows_its_verdicts():
@@ -944,13 +967,13 @@ def test_chapter_3s_answer_follows_its_verdicts():
     _, tables = _contrastive_tables()
     judged = survey_claims(tables)
     answer, decide = answer_lines(judged, tables)
-    assert f"even at the base recipe's compute ({HARD + EQUAL_COMPUTE} minus {BASE}: +5.0 [" in answer
+    assert f"At the base recipe's compute, it helps ({HARD + EQUAL_COMPUTE} minus {BASE}: +5.0 [" in answer
     assert f"pays off when the vector is cut (Matryoshka minus {BASE}: +15.0 [" in answer
     assert judged.set_index("b").loc["t=0.02"].verdict == "inconclusive"  # random scores: +1.3 [-5.0, +7.4]
     assert f"Between t = 0.05 and 0.02 the runs do not decide ({BASE} minus t=0.02: +1.3 [" in answer
     assert "More seeds: for the " in decide and "than the 40 each run is scored on" in decide
     bare = answer_lines(survey_claims(dict(tables, matryoshka=pd.DataFrame())), tables)[0]
-    assert "Matryoshka" not in bare and "even at the base recipe's compute" in bare
+    assert "Matryoshka" not in bare and "At the base recipe's compute, it helps" in bare
 
 
 def test_the_chapter_5a_summary_reads_its_numbers_from_the_record():
