@@ -11,7 +11,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .profiles import BUDGET
-from .results import load_results, provenance_line
+from .results import computed_seconds, load_results, paper_numbers, provenance_line
 from .stats import display_claims, verdict_counts
 from .studies import CHAPTERS, study
 
@@ -69,8 +69,8 @@ def _render(title: str, item: pd.DataFrame | str | tuple[str, pd.DataFrame]) -> 
 
 
 def _chapter_numbers(names) -> str:
-    """"2, 3, 6" for chapter modules ("ch02_pooling", ...)."""
-    return ", ".join(str(int(name[2:4])) for name in names)
+    """"2, 3, 6" for chapter modules ("ch02_pooling", ...); "5a" for "ch05a_lbr_stages"."""
+    return ", ".join(name[2:].split("_")[0].lstrip("0") for name in names)
 
 
 def _chapters(numbers: str, has: bool = False) -> str:
@@ -118,11 +118,20 @@ def reproduction_page(profile: str = "cpu") -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+ASSEMBLED = "assembled from the parts' cells: not what the chapter cost"
+
+
 def cost_table(rows: list[dict]) -> pd.DataFrame:
     """What each chapter cost in its last reproduce run, against the budget (minutes, GiB). A row
-    with a ``note`` (e.g. a rerun from the model cache) is not judged: its time is not the cost."""
+    with a ``note`` (a part that resumed from cells an earlier run computed) is not judged: its time is
+    not the cost; nor is a whole-chapter run of a chapter computed in parts (it reads their cells)."""
+    in_parts = {r["notebook"] for r in rows if r.get("parameters")}
+
+    def note(r: dict) -> str | None:
+        return r.get("note") or (ASSEMBLED if not r.get("parameters") and r["notebook"] in in_parts else None)
+
     def judged(r: dict) -> str | None:
-        if r.get("note"):
+        if note(r):
             return None
         return "yes" if r["wall_time_s"] <= BUDGET["notebook_s"] and r["peak_memory_mib"] <= BUDGET["memory_mib"] else "no"
 
@@ -130,21 +139,45 @@ def cost_table(rows: list[dict]) -> pd.DataFrame:
                           "part": ", ".join(f"{k}={v}" for k, v in (r.get("parameters") or {}).items()) or "all",
                           "threads": r.get("threads"), "wall time (min)": r["wall_time_s"] / 60,
                           "peak memory (GiB)": r["peak_memory_mib"] / 1024, "within budget": judged(r),
-                          "note": r.get("note")} for r in rows])
+                          "note": note(r)} for r in rows]).astype({"threads": "Int64"})
 
 
 def cost_section(profile: str) -> list[str]:
-    """The cost table a reader checks before running a chapter."""
+    """The cost table a reader checks before running a chapter, and what the whole study took against
+    its budget: the compute behind each chapter's numbers (:func:`lbr_utils.results.computed_seconds`),
+    not the rows' sum, which counts resumed parts short and assembling runs as if they computed."""
     try:
         rows = load_results("notebook_costs", profile)["metrics"]
     except FileNotFoundError:
         return []
-    total = sum(r["wall_time_s"] for r in rows)
+    records = load_records(profile)
+    computed = {name: computed_seconds(records[name]) for name in CHAPTERS if name in records}
+    total = sum(computed.values())
+    each = ", ".join(f"chapter {_chapter_numbers([name])} {seconds / 3600:.1f} h" for name, seconds in computed.items())
     return ["## What each chapter costs", "",
             f"Wall time and peak memory of each notebook's last `python -m lbr_utils.cli.reproduce --profile {profile}` "
             f"run, read from `results/{profile}/notebook_costs.json`, against the budget in `lbr_utils/profiles.py` "
             f"(a notebook <= {BUDGET['notebook_s'] // 60} min and <= {BUDGET['memory_mib'] // 1024} GiB; the study <= "
-            f"{BUDGET['study_s'] // 3600} h). Together: {total / 3600:.2f} h.", "", _table(cost_table(rows)), ""]
+            f"{BUDGET['study_s'] // 3600} h). The numbers of the {len(computed)} chapters run so far took "
+            f"{total / 3600:.1f} h to compute ({each}), {'over' if total > BUDGET['study_s'] else 'within'} the "
+            f"study's {BUDGET['study_s'] // 3600} h.",
+            "", _table(cost_table(rows)), ""]
+
+
+def _paper_time(model: str) -> float:
+    """The LBR paper's Table 6 training time of ``model``, relative to the standard run of its style."""
+    return next(r["time"] for r in paper_numbers()["table6_styles"]["rows"] if r["model"] == model)
+
+
+def arena_finding(metrics: dict) -> str:
+    """What the allocator benchmark found, glued: the lowest bounded-arena peak against glibc's default."""
+    default = metrics["glibc default"]["peak_rss_mib"]
+    setting, bounded = min(((k, v["peak_rss_mib"]) for k, v in metrics.items() if k != "glibc default"),
+                           key=lambda kv: kv[1])
+    change = bounded - default
+    return (f"Bounding the arenas {'lowered' if change < 0 else 'did not lower'} the peak: the best bounded setting "
+            f"({setting}) peaked at {bounded:.0f} MiB against the default's {default:.0f} ({change:+.0f} MiB), so the "
+            + ("arenas held part of it." if change < 0 else "freed memory kept in arenas does not explain the peak."))
 
 
 def step_profile_table(metrics: dict) -> pd.DataFrame:
@@ -190,7 +223,7 @@ def benchmarks_page(profile: str = "cpu") -> str:
          "first profile.", lambda m: step_profile_table(m)),
         ("Training throughput", "benchmarks", "`python benchmarks/bench_throughput.py`: three arms on the same batches, "
          "interleaved step by step, after a check that every arm computes the same first loss. *ours* is the "
-         "training loop as the book runs it (packed batches, fused AdamW, eager attention on the CPU, frozen weights "
+         "training loop as the book ran it at the commit named below (packed batches, fused AdamW, eager attention on the CPU, frozen weights "
          "in bf16, bf16 autocast); *before* is the loop before these changes; *naive fp32* a plain PyTorch loop. "
          "Tokens are useful tokens (padding not counted); the share of the peak counts useful FLOPs against the bf16 "
          "matmul peak measured in the same run.", lambda m: training_table(m)),
@@ -198,13 +231,15 @@ def benchmarks_page(profile: str = "cpu") -> str:
          "SmolLM2 weights, both reading the plain text with mean pooling; the benchmark asserts that the two arms' "
          "vectors agree before it times them.", lambda m: embedding_table(m)),
         ("IB-GL step time against standard generative training", "bench_ib_gl", "`python benchmarks/bench_ib_gl.py`: "
-         "median seconds per step on the same batches (the paper reports 1.03 for SFT style).",
+         f"median seconds per step on the same batches (the paper reports {_paper_time('IB-GL (SFT)'):g} for SFT "
+         f"style and {_paper_time('IB-GL (PT)'):g} for PT style, relative to the standard run of the same style).",
          lambda m: pd.DataFrame([{"arm": k, **v} for k, v in m.items() if isinstance(v, dict)])),
         ("Peak memory and the allocator", "bench_memory", "`python benchmarks/bench_memory.py`: chapter 6's "
          "compressor (the book's largest activations) trains for a few steps in a fresh process per glibc setting. "
-         "If freed activations were kept in per-thread arenas, bounding the arenas would lower the peak.",
-         lambda m: pd.DataFrame([{"setting": k, "peak memory (MiB)": v["peak_rss_mib"],
-                                  "seconds per step": v["seconds_per_step"]} for k, v in m.items()])),
+         "If freed activations were kept in per-thread arenas, bounding the arenas would lower the peak. (The "
+         "provenance line's peak memory is the benchmark's parent process; each setting's is in the table.)",
+         lambda m: (pd.DataFrame([{"setting": k, "peak memory (MiB)": v["peak_rss_mib"],
+                                   "seconds per step": v["seconds_per_step"]} for k, v in m.items()]), arena_finding(m))),
     ]
     for title, experiment, text, make in sections:
         lines += [f"## {title}", ""]
@@ -213,5 +248,7 @@ def benchmarks_page(profile: str = "cpu") -> str:
         except FileNotFoundError:
             lines += [f"Not run yet in profile `{profile}` (no `results/{profile}/{experiment}.json`).", ""]
             continue
-        lines += [text, "", provenance_line(record), "", _table(make(record["metrics"])), ""]
+        made = make(record["metrics"])
+        table, finding = made if isinstance(made, tuple) else (made, None)
+        lines += [text, "", provenance_line(record), "", _table(table), "", *([finding, ""] if finding else [])]
     return "\n".join(lines).rstrip() + "\n"

@@ -715,5 +715,5 @@ def display_claims(table: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
                                             for r in table.to_dict(orient="records")]})
     if "caveat" in table and table["caveat"].map(lambda v: isinstance(v, str)).any():  # :func:`still_climbing`
         out["read with care"] = table["caveat"].map(
-            lambda v: v.removeprefix("; read with care: ") if isinstance(v, str) else "–")
+            lambda v: v.removeprefix("; ").removeprefix("read with care: ") if isinstance(v, str) else "–")
     return out

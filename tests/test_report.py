@@ -56,6 +56,12 @@ def test_cost_table_flags_notebooks_over_the_budget():
                         {"notebook": "c", "wall_time_s": 60.0, "peak_memory_mib": 8193.0, "note": "cached"}])
     assert table["within budget"].tolist()[:2] == ["yes", "no"] and pd.isna(table["within budget"].iloc[2])  # a noted row is not judged
     assert table["wall time (min)"].iloc[0] == 90.0 and table["note"].iloc[2] == "cached"
+    # a chapter computed in parts: its whole run reads their cells, so its minutes are not the chapter's cost
+    parts = cost_table([{"notebook": "d", "wall_time_s": 9000.0, "peak_memory_mib": 100.0, "parameters": {"seeds": [0]},
+                         "threads": 1},
+                        {"notebook": "d", "wall_time_s": 30.0, "peak_memory_mib": 100.0, "parameters": {}, "threads": 1}])
+    assert parts["within budget"].tolist()[0] == "no" and pd.isna(parts["within budget"].iloc[1])
+    assert parts["note"].iloc[1].startswith("assembled from the parts' cells") and parts["threads"].tolist() == [1, 1]
 
 
 def test_the_page_opens_with_the_survey_verdicts_and_says_what_would_decide_each(tmp_path, monkeypatch):
@@ -75,3 +81,16 @@ def test_the_page_opens_with_the_survey_verdicts_and_says_what_would_decide_each
     assert "seeds to decide" in header
     added = next(line for line in page.splitlines() if "added to human pairs improve" in line)
     assert "reproduced" in added and added.rstrip(" |").endswith("–")
+
+
+def test_the_allocator_finding_follows_its_numbers():
+    """The memory benchmark's sentence says what its peaks say: a bounded arena 500 MiB under the
+    default lowered the peak; all bounded settings above it did not."""
+    from lbr_utils.report import arena_finding
+
+    peaks = lambda *mib: {name: {"peak_rss_mib": m, "seconds_per_step": 1.0}
+                          for name, m in zip(("glibc default", "MALLOC_ARENA_MAX=2", "MALLOC_ARENA_MAX=1"), mib)}
+    assert arena_finding(peaks(9000.0, 8500.0, 8800.0)).startswith(
+        "Bounding the arenas lowered the peak: the best bounded setting (MALLOC_ARENA_MAX=2) peaked at 8500 MiB "
+        "against the default's 9000 (-500 MiB)")
+    assert "did not lower" in arena_finding(peaks(9000.0, 9100.0, 9050.0))

@@ -123,3 +123,20 @@ def test_a_chapters_parts_keep_their_own_cost_rows():
     rows = load_results("notebook_costs", "cpu")["metrics"]
     assert sorted((json.dumps(r["parameters"]), r["wall_time_s"]) for r in rows) == \
         [("{\"seeds\": [0]}", 2700.0), ("{\"seeds\": [1]}", 2000.0), ("{}", 60.0)]
+
+
+def test_a_part_that_read_earlier_cells_is_noted_as_resumed():
+    """A part whose results file (written during the run) records 2 h of cell compute but which took 10
+    min read cells an earlier run computed; one that took about as long as its cells did computed them;
+    a results file older than the run, or none, says nothing about it."""
+    import datetime as dt
+
+    from lbr_utils.results import save_results
+
+    began = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) - dt.timedelta(seconds=5)
+    assert reproduce.resumed_note("ch04_synthetic", "cpu", 600.0, began) is None  # no results file
+    save_results("ch04_synthetic", "cpu", {"retrieval": []}, {"compute_seconds": 7200.0}, [0], 600.0)
+    assert reproduce.resumed_note("ch04_synthetic", "cpu", 600.0, began) == \
+        "resumed: its cells took 2.0 h to compute, in this and earlier runs"
+    assert reproduce.resumed_note("ch04_synthetic", "cpu", 7000.0, began) is None
+    assert reproduce.resumed_note("ch04_synthetic", "cpu", 600.0, began + dt.timedelta(hours=1)) is None

@@ -178,6 +178,20 @@ def save_notebook_costs(profile: str, costs: list[dict], wall_time_s: float) -> 
                  seeds=None, wall_time_s=wall_time_s)
 
 
+def resumed_note(chapter: str, profile: str, wall_time_s: float, began: _dt.datetime) -> str | None:
+    """The cost table's note for a run that read cells an earlier run computed: the compute its results
+    file (written by this run, after ``began``) records is well above its own wall time, so that time
+    is not what the part cost. None for a run that computed what it reports, or left no results file."""
+    try:
+        record = load_results(chapter, profile)
+    except FileNotFoundError:
+        return None
+    computed = (record.get("config") or {}).get("compute_seconds")
+    if not computed or _dt.datetime.fromisoformat(record["provenance"]["date"]) < began or computed <= 1.1 * wall_time_s:
+        return None
+    return f"resumed: its cells took {computed / 3600:.1f} h to compute, in this and earlier runs"
+
+
 def build_book(path_output: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
     """``jupyter-book build .`` into ``_build/html``; ``-W``: any warning fails the build."""
     jb = Path(sys.executable).with_name("jupyter-book")
@@ -221,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [nb for nb in notebooks() if not args.only or nb.name in args.only]
     if not chosen:
         parser.error(f"no notebooks matched {args.only}")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # Offline unless a model may come from the hub: the gpu profile's, or one named by LBR_MODEL.
+    os.environ.setdefault("HF_HUB_OFFLINE", "0" if args.profile == "gpu" or os.environ.get("LBR_MODEL") else "1")
     if args.profile != "smoke":  # the study's cells are committed, so a run split over sessions resumes
         os.environ.setdefault("LBR_CELLS", str(results_dir(args.profile) / "cells"))
     costs, start = [], time.perf_counter()
@@ -232,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{'notebooks/ (in place)' if out_dir is None else out_dir}", flush=True)
     failed: dict[str, str] = {}
     for nb in chosen:
+        began = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
         try:
             cost = execute(nb, args.profile, out_dir / nb.name if out_dir else nb, parameters=extra)
         except Exception as error:  # one chapter's failure must not hide whether the others run
@@ -240,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         # Which part of a split chapter this was, and on how many threads (parts run side by side).
         costs.append(cost | {"parameters": {k: v for k, v in extra.items() if k != "reuse_results"},
-                             "threads": int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count())})
+                             "threads": int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count())}
+                     | ({"note": note} if (note := resumed_note(nb.stem, args.profile, cost["wall_time_s"], began)) else {}))
         print(f"  {nb.name:<28} ok  {cost['wall_time_s']:7.1f} s  peak {cost['peak_memory_mib'] / 1024:5.2f} GiB", flush=True)
     if costs and not extra.get("reuse_results"):  # a re-render is not what a chapter costs
         save_notebook_costs(args.profile, costs, time.perf_counter() - start)

@@ -18,7 +18,7 @@ from ..lbr import RATIO, configs
 from ..profiles import Profile, get_profile, lbr_profile
 from ..results import load_tables, paper_numbers, provenance_line, save_results, timer
 from ..stats import (FLAT_GAIN, claim_family, claim_row, each_run_once, interval, judged_claim, late_groups,
-                     per_query_differences, signed, to_decide, unconverged, verdict_counts, verdict_lines)
+                     per_query_differences, to_decide, unconverged, verdict_counts, verdict_lines)
 from . import ch05a_lbr_stages as stages
 from ._lbr_cells import collect, run_cell, scale_line
 
@@ -197,11 +197,9 @@ def drops_story(retrieval: pd.DataFrame, table4: pd.DataFrame) -> str:
     drop = attention_drops(retrieval)
     gl, ib = (judged_claim("", drop[s], +1) for s in ("GL", "IB-GL"))
     [both] = [r for r in table4.to_dict(orient="records") if r["claim"].startswith("bidirectional")]
-    cost = lambda r: (f"{'costs' if r['ours'] > 0 else 'gains'} {abs(r['ours']):.1f} NDCG@10 points "
-                      f"[{signed(r['ci_low'])}, {signed(r['ci_high'])}]")
-    return (f"Switching stage 2 from causal to bidirectional attention {cost(gl)} after GL and {cost(ib)} after "
-            f"IB-GL (each CI of causal minus bidirectional, 95%); the cost after IB-GL minus the cost after GL: "
-            f"{interval(both)} (**{both['verdict']}**).")
+    return (f"Causal minus bidirectional attention in stage 2, NDCG@10 points with 95% CI (above 0: switching to "
+            f"bidirectional costs): {interval(gl)} after GL and {interval(ib)} after IB-GL; the drop after IB-GL minus "
+            f"the drop after GL: {interval(both)} (**{both['verdict']}**).")
 
 
 def ratio_means(retrieval: pd.DataFrame) -> pd.DataFrame:
