@@ -22,7 +22,8 @@ INTRO = ("Every number on this page is read from a results file by `lbr_utils.re
          "a test regenerates the page and fails if it differs. A claim \"A beats B\" is judged on the paired "
          "per-query differences A - B of every seed: a hierarchical bootstrap (resample seeds, then queries "
          "within each seed) gives the 95% CI beside our mean difference (`lbr_utils.stats`). *Reproduced*: the "
-         "CI lies on the claim's side of 0; *contradicted*: on the other side; *inconclusive*: it holds 0. The "
+         "CI lies on the claim's side of 0 (of -margin for an \"at most m points worse\" claim); *contradicted*: "
+         "on the other side; *inconclusive*: it holds 0 (-margin). The "
          "claims under one heading are one family: a verdict stands only if its Holm-adjusted p is below 0.05. "
          "Differences are in points (x100); \"paper in CI\" says whether the paper's own difference lies inside "
          "our CI (a check of size at our scale, not a test of the paper's run); \"holds over seeds\" checks a "
@@ -40,7 +41,11 @@ SURVEY_INTRO = ("The survey states directions, not numbers, so there is no paper
 
 
 def _table(frame: pd.DataFrame) -> str:
-    return frame.astype(object).where(frame.notna(), None).to_markdown(index=False, floatfmt=".2f", missingval="–")
+    """A table as markdown: numbers to 2 decimals, text (a "0.012" that ``display_claims`` already
+    formatted included) as it is."""
+    text = [i for i, column in enumerate(frame.columns) if frame[column].map(lambda v: isinstance(v, str)).any()]
+    return frame.astype(object).where(frame.notna(), None).to_markdown(index=False, floatfmt=".2f", missingval="–",
+                                                                       disable_numparse=text or False)
 
 
 def load_records(profile: str) -> dict[str, dict]:

@@ -706,7 +706,7 @@ def display_claims(table: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
                         "ours [95% CI]": table.apply(shown, axis=1),
                         "paper": table["paper"].map(lambda v: "–" if v is None or pd.isna(v) else signed(v, digits)),
                         "paper in CI": table["paper_in_ci"].map({True: "yes", False: "no"}).fillna("–"),
-                        "p (Holm)": table["p_holm"].map(lambda v: "–" if pd.isna(v) else f"{v:.3f}"),
+                        "p (Holm)": table["p_holm"].map(lambda v: "–" if pd.isna(v) else "<0.001" if v < 0.001 else f"{v:.3f}"),
                         "verdict": table["verdict"],
                         "holds over seeds": [HOLDS.get(holds_across_seeds(r), "–")
                                              for r in table.to_dict(orient="records")],

@@ -481,7 +481,7 @@ def summary_lines(record: dict) -> list[str]:
     tabs = load_tables(record)
     stage1 = exposure(tabs["training"], tabs["splits"], record["config"]).xs(1, level="stage")
     change = stage1["loss change, 3rd to 4th quarter"]
-    lines.append(f"- **What these runs cannot say:** stage 1 trained {stage1.epochs.min():.0f} epoch(s) of its split, "
+    lines.append(f"- **What these runs cannot say:** stage 1 trained {stage1.epochs.min():.0f} epoch{'s' * (round(stage1.epochs.min()) != 1)} of its split, "
                  f"its loss still moving by {change.min():+.2f} to {change.max():+.2f} nats from the third quarter to "
                  f"the fourth, so the claims that rest on stage 1 alone are about that much training; and "
                  f"the bottleneck squeezed a stage-1 question by only "
