@@ -975,6 +975,13 @@ def test_chapter_3s_answer_follows_its_verdicts():
     assert "More seeds: for the " in decide and "than the 40 each run is scored on" in decide
     bare = answer_lines(survey_claims(dict(tables, matryoshka=pd.DataFrame())), tables)[0]
     assert "Matryoshka" not in bare and "At the base recipe's compute, it helps" in bare
+    # the full run's best dev point within every seed's budget (4-5 steps): the same checkpoint, said once
+    within = dict(tables, training=tables["training"].assign(**{"selected step": 4}))
+    same = survey_claims(within)
+    assert same.claim.str.contains("the same checkpoint as the claim above").sum() == 1
+    assert "At the base recipe's compute the reading is the same" in answer_lines(same, within)[0]
+    beyond = dict(tables, training=tables["training"].assign(**{"selected step": 6}))
+    assert not survey_claims(beyond).claim.str.contains("same checkpoint").any()
 
 
 def test_the_chapter_5a_summary_reads_its_numbers_from_the_record():

@@ -187,6 +187,8 @@ def survey_claims(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
             else "more tokens a step")
     when = (f"its best dev point within {steps[0]}{'' if len(steps) == 1 else f'-{steps[-1]}'} steps, when it has "
             "encoded as many tokens as the base recipe's whole run" if steps else "at the base recipe's compute")
+    if _within_budget(training, matched):
+        when += "; on every seed the full run's best dev point falls within it: the same checkpoint as the claim above"
     rows = [
         judged_claim("contrastive fine-tuning lowers anisotropy (mean cosine of random pairs)",
                      per_query_differences(geometry, BASE, "before training"), -1, source="survey §4", a=BASE,
@@ -217,6 +219,16 @@ def survey_claims(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     gains = convergence(tables)
     late = {m for m, far in zip(gains.model, gains["far from convergence"]) if far}
     return claim_family([still_climbing(unconverged(row, late), gains) for row in rows])
+
+
+def _within_budget(training: pd.DataFrame, matched: pd.DataFrame) -> bool:
+    """Whether, on every seed, the hard-negative run's best dev point (the checkpoint its full-run claim
+    reads) falls within the equal-compute budget: then the compute-matched claim reads the same model."""
+    if "budget steps" not in matched or "selected step" not in training or matched.empty:
+        return False
+    chosen = training[training.model == HARD].set_index("seed")["selected step"]
+    budget = matched.set_index("seed")["budget steps"]
+    return set(budget.index) <= set(chosen.index) and bool((chosen.reindex(budget.index) <= budget).all())
 
 
 def matryoshka_claims(mat: pd.DataFrame) -> list[dict]:
@@ -268,7 +280,7 @@ def answer_lines(judged: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> list[
     does an LLM embedder need here, and does it reach the encoder?), and what would decide what is left
     open; every number glued from ``judged`` (:func:`survey_claims`) and the tables. A claim the family
     does not hold (no Matryoshka run) is left out."""
-    rows = judged.to_dict(orient="records")
+    rows, retrieval = judged.to_dict(orient="records"), tables["retrieval"]
 
     def said(a: str, b: str, starts: str, *sentences: str) -> list[str]:
         row = next((r for r in rows if r["a"] == a and r["b"] == b and r["claim"].startswith(starts)), None)
@@ -278,8 +290,11 @@ def answer_lines(judged: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> list[
         *said(HARD, BASE, "a mined hard negative", "With its extra candidates and tokens, a mined hard negative per "
               "query helps", "With its extra candidates and tokens, a mined hard negative per query hurts",
               "With its extra candidates and tokens, whether a mined hard negative per query helps is not decided"),
-        *said(HARD + EQUAL_COMPUTE, BASE, "a mined hard negative", "At the base recipe's compute, it helps",
-              "At the base recipe's compute, it hurts", "At the base recipe's compute, whether it helps is not decided"),
+        *(["At the base recipe's compute the reading is the same: on every seed the run's best dev point falls "
+           "within that budget."] if _within_budget(tables["training"], retrieval[retrieval.model == HARD + EQUAL_COMPUTE])
+          else said(HARD + EQUAL_COMPUTE, BASE, "a mined hard negative", "At the base recipe's compute, it helps",
+                    "At the base recipe's compute, it hurts",
+                    "At the base recipe's compute, whether it helps is not decided")),
         *said(HARD, UNGUARDED, "guarding", "Guarding against false negatives helps",
               "Guarding against false negatives hurts", "Whether guarding against false negatives helps is not decided"),
         *said(BASE, "t=0.02", "the temperature", "The default t = 0.05 beats 0.02", "t = 0.02 beats the default 0.05",
@@ -296,7 +311,6 @@ def answer_lines(judged: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> list[
               f"The fine-tuned LLM stays more than {100 * MARGIN:.0f} points behind {ENCODER}, an encoder fine-tuned "
               "on the same pairs", f"Whether the fine-tuned LLM comes within {100 * MARGIN:.0f} points of {ENCODER} "
               "is not decided")])
-    retrieval = tables["retrieval"]
     queries = retrieval[retrieval.model == BASE].per_query.map(len).mean()
     return ["- **The chapter's question, what does each ingredient buy an LLM embedder?** At this scale: " + answer,
             "- **What would decide it.** " + seeds_wanted(rows)
