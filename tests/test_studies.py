@@ -321,6 +321,30 @@ def test_compression_claims_by_hand():
     assert short.ours.iloc[0] == pytest.approx(100 * (1.0 + 0.005 * 10.2 - 2.0 - 0.005 * 8.2) / (1.0 + 0.005 * 10.2), abs=2)
 
 
+def test_the_dev_losses_say_more_or_less_only_when_every_seed_agrees():
+    """Chapter 6's "Why": per task, compressed against truncated at the last dev point. Lower on every
+    seed reads "more", higher on every seed "less"; a mean gap that one seed reverses is said as a
+    disagreement, not as a direction (the gap's mean alone would say "more" here)."""
+    from lbr_utils.studies.ch06_compression import loss_lines
+
+    def run(seed: int, qa: tuple[float, float], rec: tuple[float, float]) -> dict:
+        first = {"step": 10, "qa, compressed, loss": 9.0, "qa, truncated, loss": 9.0,
+                 "reconstruct, compressed, loss": 9.0, "reconstruct, truncated, loss": 9.0}
+        last = {"step": 20, "qa, compressed, loss": qa[0], "qa, truncated, loss": qa[1],
+                "reconstruct, compressed, loss": rec[0], "reconstruct, truncated, loss": rec[1]}
+        return {"seed": seed, "dev_curve": [first, last]}
+
+    training = pd.DataFrame([run(0, (1.40, 1.50), (1.5, 1.2)), run(1, (1.52, 1.50), (1.4, 1.3))])
+    qa, rec = loss_lines(training)
+    assert qa.startswith("the answers' loss is 1.460 compressed against 1.500 truncated")
+    assert qa.endswith("the seeds disagree on which tells the model more")
+    assert rec.startswith("the reconstruction's is 1.450 compressed against 1.250 truncated")
+    assert rec.endswith("the k bottleneck states tell the model less than the first k plain tokens, on every seed")
+    agree = pd.DataFrame([run(0, (1.40, 1.50), (1.0, 1.2)), run(1, (1.45, 1.50), (1.1, 1.3))])
+    assert all(line.endswith("more than the first k plain tokens, on every seed") for line in loss_lines(agree))
+    assert loss_lines(pd.DataFrame([{"seed": 0, "dev_curve": []}])) == []
+
+
 def test_what_the_qa_readings_answered_is_read_against_the_rebuilt_questions():
     """The full reading gives every asked code, the compressed one the same answer to every question,
     the truncated one the passage's first word; the closed book nothing. A results table whose answers
@@ -935,6 +959,30 @@ def test_the_chapter_3_summary_reads_its_numbers_from_the_tables():
     lands, peak = summary_lines({"retrieval": retrieval, "training": training})
     assert f"before training 30.0, {BASE} 70.0, all-MiniLM-L6-v2 80.0, {ENCODER} 75.0" in lands
     assert "(steps 200 of 300)" in peak and "scored 10.0 dev points lower (mean 10.0). That is an upper bound" in peak
+
+
+def test_the_hard_negative_run_read_at_two_checkpoints_shows_how_much_the_choice_moves_a_score():
+    """The compute-matched row is one run read at its best dev point within a budget: the table gives
+    its step over the budget ("4/5"), not over the run, and where that checkpoint differs from the
+    run's best the summary says how far apart the two score on dev and on the evaluation queries."""
+    from lbr_utils.studies._contrastive_cells import BASE, EQUAL_COMPUTE
+    from lbr_utils.studies.ch03_contrastive import HARD, checkpoint_spread, steps_column, summary_lines
+
+    _, tables = _contrastive_tables()
+    retrieval = tables["retrieval"].assign(steps=lambda t: np.where(t.model == HARD + EQUAL_COMPUTE, 4, 8))
+    curve = [{"step": k, "dev NDCG@10": v} for k, v in ((2, 0.5), (4, 0.79), (6, 0.7), (8, 0.8))]
+    training = tables["training"].assign(**{"selected step": 8}, dev_curve=[curve] * len(tables["training"]))
+    tables = dict(tables, retrieval=retrieval, training=training)
+    assert steps_column(tables)[HARD + EQUAL_COMPUTE] == "4/5, 4/4, 4/5" and steps_column(tables)[BASE] == "8/8, 8/8, 8/8"
+    spread = checkpoint_spread(tables)
+    eval_best = [100 * np.mean(p) for p in retrieval[retrieval.model == HARD].per_query]
+    assert spread.seed.tolist() == [0, 1, 2] and spread["eval, best"].tolist() == pytest.approx(eval_best)
+    assert spread["dev, best"].tolist() == pytest.approx([80.0] * 3) and (spread["budget step"] == 4).all()
+    line = summary_lines(tables)[-1]
+    assert line.startswith("- **How much the checkpoint matters.** The hard-negative run read at two of its dev points "
+                           "(steps 8 vs 4, 8 vs 4, 8 vs 4") and "where the two dev points differ by 1.0." in line
+    same = dict(tables, training=training.assign(**{"selected step": 4}))
+    assert checkpoint_spread(same).empty and "checkpoint matters" not in summary_lines(same)[-1]
 
 
 def test_the_guard_counts_find_copied_negatives_and_same_entity_batch_mates():

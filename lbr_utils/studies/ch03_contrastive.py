@@ -25,7 +25,7 @@ from ..data import QARecord
 from ..profiles import Profile, get_profile, lbr_profile
 from ..results import load_tables, save_results, timer
 from ..stats import (claim_family, gain_table, judged_claim, per_query_differences, seeds_wanted, span,
-                     still_climbing, unconverged, verdict_sentence)
+                     steps_read, still_climbing, unconverged, verdict_sentence)
 from ._contrastive_cells import BASE, EQUAL_COMPUTE, MATRYOSHKA_DIMS, base_recipe, cell, recipes
 from ._lbr_cells import run_baseline
 
@@ -185,8 +185,11 @@ def survey_claims(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     total = training[training.model == BASE].steps.max()
     cost = (f"about {total / np.mean(steps):.1f}x the base recipe's tokens a step" if steps and not pd.isna(total)
             else "more tokens a step")
+    read = sorted({int(n) for n in matched["steps"].dropna()}) if "steps" in matched else []
     when = (f"its best dev point within {steps[0]}{'' if len(steps) == 1 else f'-{steps[-1]}'} steps, when it has "
-            "encoded as many tokens as the base recipe's whole run" if steps else "at the base recipe's compute")
+            "encoded as many tokens as the base recipe's whole run" + (f" (read at step {span(read, '{}')}, the dev "
+                                                                     "points falling where they do)" if read else "")
+            if steps else "at the base recipe's compute")
     if _within_budget(training, matched):
         when += "; on every seed the full run's best dev point falls within it: the same checkpoint as the claim above"
     rows = [
@@ -231,6 +234,37 @@ def _within_budget(training: pd.DataFrame, matched: pd.DataFrame) -> bool:
     return set(budget.index) <= set(chosen.index) and bool((chosen.reindex(budget.index) <= budget).all())
 
 
+def steps_column(tables: dict[str, pd.DataFrame]) -> pd.Series:
+    """Each model's step read per seed (:func:`lbr_utils.stats.steps_read`), the compute-matched row over
+    its budget ("400/448": read at its last dev point within a 448-step budget), the others over their run."""
+    retrieval, training = tables["retrieval"], tables["training"]
+    matched = retrieval[retrieval.model == HARD + EQUAL_COMPUTE]
+    budgets = (matched[["model", "seed", "budget steps"]].dropna().rename(columns={"budget steps": "steps"})
+               if "budget steps" in matched else pd.DataFrame(columns=["model", "seed", "steps"]))
+    return steps_read(retrieval, pd.concat([training[["model", "seed", "steps"]], budgets], ignore_index=True))
+
+
+def checkpoint_spread(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The hard-negative run read at two of its own dev points, per seed where they differ: its best
+    (the full-run claim's checkpoint) and its best within the base recipe's compute. One run, two
+    checkpoints picked on dev: how far apart they score on the evaluation queries is how much the
+    choice of checkpoint alone can move a score."""
+    retrieval, training = tables["retrieval"], tables["training"]
+    score = retrieval.assign(score=100 * retrieval.per_query.map(np.mean)).set_index(["model", "seed"])
+    rows = []
+    for run in training[training.model == HARD].to_dict(orient="records"):
+        seed, best = run["seed"], run.get("selected step")
+        if (HARD + EQUAL_COMPUTE, seed) not in score.index or best is None or pd.isna(best):
+            continue
+        early = int(score.loc[(HARD + EQUAL_COMPUTE, seed), "steps"])
+        dev = {p["step"]: 100 * p["dev NDCG@10"] for p in run.get("dev_curve") or []}
+        if early != int(best) and {early, int(best)} <= set(dev):
+            rows.append({"seed": seed, "best step": int(best), "budget step": early, "dev, best": dev[int(best)],
+                         "dev, budget": dev[early], "eval, best": score.loc[(HARD, seed), "score"],
+                         "eval, budget": score.loc[(HARD + EQUAL_COMPUTE, seed), "score"]})
+    return pd.DataFrame(rows)
+
+
 def matryoshka_claims(mat: pd.DataFrame) -> list[dict]:
     """Matryoshka against the base recipe at the smallest and the full dimension, and its drop between
     them; none where the run holds no truncated scores."""
@@ -272,7 +306,24 @@ def summary_lines(tables: dict[str, pd.DataFrame]) -> list[str]:
                      "That is an upper bound on what the last steps lost: the best of a curve's noisy dev points is "
                      "picked on the same dev queries, so it sits above the last point even where training has "
                      "simply stopped gaining.")
+    spread = checkpoint_spread(tables) if "steps" in retrieval else pd.DataFrame()
+    if len(spread):
+        gap, dev = spread["eval, best"] - spread["eval, budget"], spread["dev, best"] - spread["dev, budget"]
+        lines.append(f"- **How much the checkpoint matters.** The hard-negative run read at two of its dev points "
+                     f"(steps {_pairs(spread['best step'], spread['budget step'])}, its best and its best within the "
+                     f"base recipe's compute; dev {_pairs(spread['dev, best'], spread['dev, budget'], '{:.1f}')}) "
+                     f"scores {_pairs(spread['eval, best'], spread['eval, budget'], '{:.1f}')} on the evaluation "
+                     f"queries (seed{'s' if len(spread) > 1 else ''} {_pairs(spread.seed)}): {span(gap.abs())} points "
+                     f"apart for one run, where the two dev points differ by {span(dev.abs())}. Set that beside "
+                     "the claims' differences below: a difference of that size can come from the choice of "
+                     "checkpoint alone.")
     return lines
+
+
+def _pairs(a: pd.Series, b: pd.Series | None = None, form: str = "{}") -> str:
+    """Per seed, "a vs b", joined: "800 vs 400, 600 vs 400"."""
+    return ", ".join(form.format(x) + ("" if b is None else " vs " + form.format(y))
+                     for x, y in zip(a, a if b is None else b))
 
 
 def answer_lines(judged: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> list[str]:
@@ -316,8 +367,10 @@ def answer_lines(judged: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> list[
             "- **What would decide it.** " + seeds_wanted(rows)
             + f"More evaluation queries than the {queries:.0f} each run is scored on (a CI shrinks with the square root "
             "of the queries and of the seeds). And what these runs leave out: whether a larger batch (more in-batch "
-            "negatives) changes what hard negatives and the temperature buy, and other domains than these medical "
-            "questions."]
+            "negatives) changes what hard negatives and the temperature buy, other domains than these medical "
+            "questions, an LLM of billions of parameters (where the survey's evidence lies), a tuned learning rate for "
+            f"full fine-tuning (ours is untuned), and {ENCODER} read at its best dev point (it is read at its last "
+            "step, which favours the LLM, if anything)."]
 
 
 def claims(records: dict[str, dict]) -> dict[str, pd.DataFrame]:

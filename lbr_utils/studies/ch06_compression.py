@@ -204,11 +204,14 @@ def _series(values: pd.Series) -> str:
     return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
-def summary_lines(tables: dict[str, pd.DataFrame], floor: pd.DataFrame, answer_tokens: int) -> list[str]:
+def summary_lines(tables: dict[str, pd.DataFrame], floor: pd.DataFrame, answer_tokens: int,
+                  judged: pd.DataFrame) -> list[str]:
     """"What this shows", glued from the results: how much the compressed reading changes with the
-    ratio, what it keeps above the template floor (:func:`template_floor`), where QA sits against
-    the closed book, and when decoding from it pays at this chapter's own answer length
-    (``answer_tokens``, from :func:`qa_answer_tokens`)."""
+    ratio, what it keeps above the template floor (:func:`template_floor`), what the dev losses say
+    (:func:`loss_lines`), where QA sits against the closed book (read from the judged claim's CI in
+    ``judged``, :func:`survey_claims`, so one lucky answer does not turn the sentence), and when
+    decoding from it pays at this chapter's own answer length (``answer_tokens``, from
+    :func:`qa_answer_tokens`)."""
     quality = tables["quality"].assign(score=lambda t: 100 * t.per_example.map(np.mean))
     mean = quality.groupby(["task", "mode", quality.ratio.fillna(0)]).score.mean()
     comp, trunc = mean["reconstruct", "compressed"], mean["reconstruct", "truncated"]
@@ -229,28 +232,25 @@ def summary_lines(tables: dict[str, pd.DataFrame], floor: pd.DataFrame, answer_t
                      f"{row['token acc., other']:.1f} against another one (ROUGE-L "
                      f"{row['ROUGE-L, own']:.1f} and {row['ROUGE-L, other']:.1f}): own minus "
                      f"other {row['own - other [95% CI]']}.")
-    last = pd.DataFrame([r["dev_curve"][-1] for r in tables["training"].to_dict(orient="records") if r.get("dev_curve")])
-    if len(last) and {"qa, compressed, loss", "reconstruct, compressed, loss"} <= set(last):
-        loss = last.mean(numeric_only=True)
-        worse = all(loss[f"{t}, compressed, loss"] >= loss[f"{t}, truncated, loss"] for t in ("qa", "reconstruct"))
-        lines.append(f"- **Why.** At the last dev point (r = {CLAIM_RATIO:g}, teacher-forced, nats per target token) the "
-                     f"answers' loss is {loss['qa, compressed, loss']:.3f} compressed against "
-                     f"{loss['qa, truncated, loss']:.3f} truncated, the reconstruction's "
-                     f"{loss['reconstruct, compressed, loss']:.3f} against {loss['reconstruct, truncated, loss']:.3f}: "
-                     + ("k trained bottleneck states tell the model no more than the first k plain tokens do."
-                        if worse else "the bottleneck states tell the model more than the first k plain tokens."))
+    why = loss_lines(tables["training"])
+    if why:
+        lines.append(f"- **Why.** At the last dev point (r = {CLAIM_RATIO:g}, teacher-forced, nats per target token, "
+                     "mean over seeds) " + "; ".join(why) + ".")
     qa = mean["qa"]
     closed, compressed = qa["closed book", 0], qa["compressed"]
     spread = f"{span(compressed, '{:.0f}')} at r = {min(RATIOS):g}-{max(RATIOS):g}"
     pairs = [(_per_example(q, "qa", "compressed", CLAIM_RATIO).hypotheses.iloc[0],
               _per_example(q, "qa", "closed book", None).hypotheses.iloc[0]) for _, q in tables["quality"].groupby("seed")]
     same = sum(a.strip() == b.strip() for comp_, closed_ in pairs for a, b in zip(comp_, closed_))
+    floor_row = judged[judged.claim.str.contains("closed book")].iloc[0]
+    qa_floor = not floor_row["ci_low"] > 0  # not shown above the closed book, whatever one seed's mean says
     lines.append(f"- **Questions.** Compressed exact match {spread}, the question alone (closed book) {closed:.0f}, truncation "
-                 f"{qa['truncated'][min(RATIOS)]:.0f} at r = {min(RATIOS):g}, the full passage {qa['full', 0]:.0f}; at r = "
-                 f"{CLAIM_RATIO:g} the compressed reading gives the closed book's very answer to {same} of "
-                 f"{sum(len(c) for c, _ in pairs)} questions"
-                 + (": no compressed reading answers more than the closed book, so the codes it gives come from "
-                    "what codes look like, not from the passage." if compressed.max() <= closed else "."))
+                 f"{qa['truncated'][min(RATIOS)]:.0f} at r = {min(RATIOS):g}, the full passage {qa['full', 0]:.0f} (means "
+                 f"over seeds); at r = {CLAIM_RATIO:g} the compressed reading gives the closed book's very answer to {same} "
+                 f"of {sum(len(c) for c, _ in pairs)} questions, pooled over seeds"
+                 + (f". Its difference from the closed book, {interval(floor_row)} points, does not exclude 0: nothing "
+                    "shows it answering from the passage rather than from what codes look like." if qa_floor else
+                    f"; it answers more than the closed book by {interval(floor_row)} points."))
     steady, _ = steady_repeats(tables["decoding"])
     if len(steady):
         even = break_even(steady)
@@ -259,9 +259,28 @@ def summary_lines(tables: dict[str, pd.DataFrame], floor: pd.DataFrame, answer_t
                      f"{_series(even['passage tokens'])} passage tokens; this chapter's answers, ICD codes, are about "
                      f"{answer_tokens} tokens. The timing reads the profile's model with untrained bottleneck rows (time "
                      "depends on shapes, not weights) at passage lengths longer than the trained ones"
-                     + (", and while the compressed answers sit at the closed-book floor a faster wrong answer is "
-                        "no saving." if compressed.max() <= closed else "."))
+                     + (", and while the compressed answers are not shown above the closed book a faster answer "
+                        "is no saving." if qa_floor else "."))
     return lines
+
+
+def loss_lines(training: pd.DataFrame) -> list[str]:
+    """Per task, the compressed and truncated readings' teacher-forced dev loss at the last dev point
+    (mean over seeds), and which tells the model more: "more" or "less" only when every seed agrees,
+    since one seed's last dev point moves by more than the gap."""
+    last = pd.DataFrame([{**r["dev_curve"][-1], "seed": r["seed"]} for r in training.to_dict(orient="records")
+                         if r.get("dev_curve")])
+    out = []
+    for task, name in (("qa", "the answers' loss"), ("reconstruct", "the reconstruction's")):
+        comp, trunc = f"{task}, compressed, loss", f"{task}, truncated, loss"
+        if not len(last) or not {comp, trunc} <= set(last):
+            continue
+        gap = last[comp] - last[trunc]
+        said = (f"the k bottleneck states tell the model {'more' if (gap < 0).all() else 'less'} than the first k "
+                "plain tokens, on every seed" if (gap < 0).all() or (gap > 0).all() else
+                "the seeds disagree on which tells the model more")
+        out.append(f"{name} is {last[comp].mean():.3f} compressed against {last[trunc].mean():.3f} truncated: {said}")
+    return out
 
 
 def ceiling_broken(quality: pd.DataFrame) -> dict[str, str]:
