@@ -345,6 +345,26 @@ def test_the_dev_losses_say_more_or_less_only_when_every_seed_agrees():
     assert loss_lines(pd.DataFrame([{"seed": 0, "dev_curve": []}])) == []
 
 
+def test_the_compression_gate_shows_each_seeds_answer_loss_fall():
+    """What withholds chapter 6's QA claims is on the page: a compressed answer loss falling 0.2 nats a
+    quarter on every seed reads "yes: not judged" with each seed's change, a flat truncated one "no";
+    the reconstruction arms carry only the exact-match-style gain."""
+    from lbr_utils.studies.ch06_compression import convergence
+
+    def curve(seed: int) -> list[dict]:
+        return [{"step": k, "qa, compressed": 0.1, "qa, truncated": 0.1, "reconstruct, compressed": 0.2,
+                 "reconstruct, truncated": 0.3, "qa, compressed, loss": 2.0 - 0.2 * k / 3 - 0.01 * seed,
+                 "qa, truncated, loss": 1.0} for k in (3, 6, 9, 12)]
+
+    table = convergence(pd.DataFrame([{"seed": s, "steps": 12, "dev_curve": curve(s)} for s in (1, 0)]))
+    falls = "dev answer loss, last-quarter change per seed (nats)"
+    assert table.loc["compressed (qa)", falls] == "-0.200, -0.200"
+    assert table.loc["compressed (qa)", "answer loss still falling (mean < -0.05)"] == "yes: not judged"
+    assert table.loc["truncated (qa)", "answer loss still falling (mean < -0.05)"] == "no"
+    assert table.loc["compressed (reconstruct)", falls] == "–"
+    assert table.loc["truncated (reconstruct)", "far from convergence"] == "no"
+
+
 def test_what_the_qa_readings_answered_is_read_against_the_rebuilt_questions():
     """The full reading gives every asked code, the compressed one the same answer to every question,
     the truncated one the passage's first word; the closed book nothing. A results table whose answers

@@ -19,8 +19,8 @@ import pandas as pd
 
 from ..profiles import get_profile
 from ..results import load_tables, save_results, timer
-from ..stats import (claim_family, gain_table, interval, judged_claim, quarter_gains, span, still_climbing,
-                     unconverged)
+from ..stats import (claim_family, gain_table, interval, judged_claim, quarter_gains, show_gains, span,
+                     still_climbing, unconverged)
 from ._compression_cells import (CLAIM_RATIO, DOMAIN, N_DEV, N_DEV_RECONSTRUCT, N_TEST, RATIOS, compression_config,
                                  datasets, quality_cell)
 from ._timing_cells import REPEATS, timing_cell, timing_plan
@@ -215,7 +215,10 @@ def summary_lines(tables: dict[str, pd.DataFrame], floor: pd.DataFrame, answer_t
     quality = tables["quality"].assign(score=lambda t: 100 * t.per_example.map(np.mean))
     mean = quality.groupby(["task", "mode", quality.ratio.fillna(0)]).score.mean()
     comp, trunc = mean["reconstruct", "compressed"], mean["reconstruct", "truncated"]
-    at_floor = [r for r in RATIOS if not floor[(floor["mode"] == "compressed") & (floor.ratio == r)]["above the floor"].any()]
+    ours = floor[floor["mode"] == "compressed"]
+    at_floor = [r for r in RATIOS if not ours[ours.ratio == r]["above the floor"].any()]
+    kept = ours[ours["above the floor"]].set_index("ratio")
+    above = (kept["token acc., own"] - kept["token acc., other"]).sort_index()
     lines = [f"- **What the bottleneck carries.** Compressed reconstruction scores {span(comp)} "
              f"token accuracy at every ratio from r = {min(RATIOS):g} to {max(RATIOS):g} (k falls {max(RATIOS) / min(RATIOS):g}-fold), "
              f"truncation to the same k tokens {trunc[min(RATIOS)]:.1f} at r = {min(RATIOS):g} and {trunc[max(RATIOS)]:.1f} "
@@ -223,7 +226,9 @@ def summary_lines(tables: dict[str, pd.DataFrame], floor: pd.DataFrame, answer_t
                                              "that shows above the template floor (the table above)."
                                              if len(at_floor) == len(RATIOS) else
                                              "It shows above the template floor at r = "
-                                             + ", ".join(f"{r:g}" for r in RATIOS if r not in at_floor) + ".")]
+                                             + ", ".join(f"{r:g}" for r in RATIOS if r not in at_floor)
+                                             + ", by " + ", ".join(f"{v:.1f} at r = {r:g}" for r, v in above.items())
+                                             + " points of token accuracy (descriptive intervals, not claims).")]
     at = floor[(floor["mode"] == "compressed") & (floor.ratio == CLAIM_RATIO)]
     if len(at):
         row = at.iloc[0]
@@ -234,22 +239,27 @@ def summary_lines(tables: dict[str, pd.DataFrame], floor: pd.DataFrame, answer_t
                      f"other {row['own - other [95% CI]']}.")
     why = loss_lines(tables["training"])
     if why:
-        lines.append(f"- **Why.** At the last dev point (r = {CLAIM_RATIO:g}, teacher-forced, nats per target token, "
+        lines.append(f"- **Dev losses.** At the last dev point (r = {CLAIM_RATIO:g}, teacher-forced, nats per target token, "
                      "mean over seeds) " + "; ".join(why) + ".")
     qa = mean["qa"]
     closed, compressed = qa["closed book", 0], qa["compressed"]
-    spread = f"{span(compressed, '{:.0f}')} at r = {min(RATIOS):g}-{max(RATIOS):g}"
+    spread = f"{span(compressed)} at r = {min(RATIOS):g}-{max(RATIOS):g}"
     pairs = [(_per_example(q, "qa", "compressed", CLAIM_RATIO).hypotheses.iloc[0],
               _per_example(q, "qa", "closed book", None).hypotheses.iloc[0]) for _, q in tables["quality"].groupby("seed")]
     same = sum(a.strip() == b.strip() for comp_, closed_ in pairs for a, b in zip(comp_, closed_))
+    identical = all(np.array_equal(_per_example(q, "qa", "compressed", CLAIM_RATIO).per_example.iloc[0],
+                                   _per_example(q, "qa", "closed book", None).per_example.iloc[0])
+                    for _, q in tables["quality"].groupby("seed"))
     floor_row = judged[judged.claim.str.contains("closed book")].iloc[0]
     qa_floor = not floor_row["ci_low"] > 0  # not shown above the closed book, whatever one seed's mean says
-    lines.append(f"- **Questions.** Compressed exact match {spread}, the question alone (closed book) {closed:.0f}, truncation "
-                 f"{qa['truncated'][min(RATIOS)]:.0f} at r = {min(RATIOS):g}, the full passage {qa['full', 0]:.0f} (means "
+    lines.append(f"- **Questions.** Compressed exact match {spread}, the question alone (closed book) {closed:.1f}, truncation "
+                 f"{qa['truncated'][min(RATIOS)]:.1f} at r = {min(RATIOS):g}, the full passage {qa['full', 0]:.1f} (means "
                  f"over seeds); at r = {CLAIM_RATIO:g} the compressed reading gives the closed book's very answer to {same} "
                  f"of {sum(len(c) for c, _ in pairs)} questions, pooled over seeds"
-                 + (f". Its difference from the closed book, {interval(floor_row)} points, does not exclude 0: nothing "
-                    "shows it answering from the passage rather than from what codes look like." if qa_floor else
+                 + (". It gets right exactly the questions the closed book gets right, on every seed: nothing of "
+                    "the passage reaches the answers." if identical
+                    else f". Its difference from the closed book, {interval(floor_row)} points, does not exclude 0: "
+                    "nothing shows it answering from the passage rather than from what codes look like." if qa_floor else
                     f"; it answers more than the closed book by {interval(floor_row)} points."))
     steady, _ = steady_repeats(tables["decoding"])
     if len(steady):
@@ -297,6 +307,30 @@ def ceiling_broken(quality: pd.DataFrame) -> dict[str, str]:
     return out
 
 
+def arm_gains(training: pd.DataFrame) -> pd.DataFrame:
+    """The rule of every chapter (:func:`lbr_utils.stats.gain_table`) for both trained readings of both
+    tasks, one row an arm ("compressed (qa)")."""
+    return pd.concat([gain_table(training.assign(arm=f"{mode} ({task})"), by=("arm",), key=f"{task}, {mode}")
+                      for task in ("qa", "reconstruct") for mode in ("compressed", "truncated")], ignore_index=True)
+
+
+def convergence(training: pd.DataFrame) -> pd.DataFrame:
+    """What gates the claims, per arm as the page shows it: the last-quarter dev gain with its interval
+    over seeds (:func:`arm_gains`), and for the QA arms the dev answer loss's last-quarter change on each
+    seed, which withholds their claims while its mean falls by more than ``LOSS_FALL``
+    (:func:`qa_still_learning`)."""
+    table = show_gains(arm_gains(training), unit="points").set_index("arm")
+    falls, still = {}, {}
+    for mode in ("compressed", "truncated"):
+        per_seed = [f"{found[2].mean() / 100:+.3f}" for row in training.sort_values("seed").to_dict(orient="records")
+                    if (found := quarter_gains(row.get("dev_curve") or [], int(row["steps"]), f"qa, {mode}, loss"))]
+        falls[f"{mode} (qa)"], still[f"{mode} (qa)"] = ", ".join(per_seed), qa_still_learning(training, mode)
+    table[f"dev answer loss, last-quarter change per seed (nats)"] = pd.Series(falls)
+    table[f"answer loss still falling (mean < -{LOSS_FALL:g})"] = pd.Series(still).map({True: "yes: not judged",
+                                                                                         False: "no"})
+    return table.fillna("–")
+
+
 LOSS_FALL = 0.05  # nats per answer token: a QA dev loss still falling by more than this over the last quarter
 
 
@@ -332,8 +366,7 @@ def survey_claims(tables: dict[str, pd.DataFrame], answer_tokens: int | None = N
     quality = tables["quality"]
     below = ceiling_broken(quality)
     # the rule of every chapter (stats.gain_table), for both trained readings of both tasks
-    gains = pd.concat([gain_table(tables["training"].assign(arm=f"{mode} ({task})"), by=("arm",), key=f"{task}, {mode}")
-                       for task in ("qa", "reconstruct") for mode in ("compressed", "truncated")], ignore_index=True)
+    gains = arm_gains(tables["training"])
     late = set(gains[gains["far from convergence"]].arm)
     late |= {f"{mode} (qa)" for mode in ("compressed", "truncated") if qa_still_learning(tables["training"], mode)}
 
