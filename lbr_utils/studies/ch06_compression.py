@@ -325,7 +325,7 @@ def convergence(training: pd.DataFrame) -> pd.DataFrame:
         per_seed = [f"{found[2].mean() / 100:+.3f}" for row in training.sort_values("seed").to_dict(orient="records")
                     if (found := quarter_gains(row.get("dev_curve") or [], int(row["steps"]), f"qa, {mode}, loss"))]
         falls[f"{mode} (qa)"], still[f"{mode} (qa)"] = ", ".join(per_seed), qa_still_learning(training, mode)
-    table[f"dev answer loss, last-quarter change per seed (nats)"] = pd.Series(falls)
+    table["dev answer loss, last-quarter change per seed (nats)"] = pd.Series(falls)
     table[f"answer loss still falling (mean < -{LOSS_FALL:g})"] = pd.Series(still).map({True: "yes: not judged",
                                                                                          False: "no"})
     return table.fillna("–")
@@ -365,7 +365,6 @@ def survey_claims(tables: dict[str, pd.DataFrame], answer_tokens: int | None = N
     timed beside other work."""
     quality = tables["quality"]
     below = ceiling_broken(quality)
-    # the rule of every chapter (stats.gain_table), for both trained readings of both tasks
     gains = arm_gains(tables["training"])
     late = set(gains[gains["far from convergence"]].arm)
     late |= {f"{mode} (qa)" for mode in ("compressed", "truncated") if qa_still_learning(tables["training"], mode)}
