@@ -404,6 +404,7 @@ def seeds_to_decide(row: Mapping[str, object]) -> int | None:
 FLAT_GAIN = 1.0  # the study's convergence rule: a run has flattened once its last quarter gains less (dev points)
 PER_QUERY = "dev per query"  # a dev point's per-query NDCG@10 scores, where the trainer stores them
 NOT_CONVERGED = "not converged"  # how a verdict withheld by the convergence gate ends
+FEASIBLE_SEEDS = 30  # more seeds than this, and a claim's difference is too small to decide at this scale
 
 
 def loss_change(loss_curve: Sequence[Mapping]) -> float:
@@ -627,12 +628,15 @@ def verdict_sentence(row: Mapping[str, object], holds: str, fails: str, open_: s
 def seeds_wanted(rows: Sequence[Mapping[str, object]]) -> str:
     """What would settle the rest of ``rows`` (a chapter's judged claims), as the sentences its "What
     would decide it" opens with: more seeds for the open claims (each verdict line gives its count,
-    :func:`to_decide`) and for the decided ones a rerun could flip (:func:`fragile`); a larger family
+    :func:`to_decide`) and for the decided ones a rerun could flip (:func:`fragile`); nothing feasible
+    for the open claims that would take more than :data:`FEASIBLE_SEEDS` seeds; a larger family
     effect or fewer claims for those only Holm holds back (:func:`held_back_by_holm`); longer runs for
     those not judged (:data:`NOT_CONVERGED`). Empty when nothing is left."""
     count = lambda n, one, many: f"{n} {one if n == 1 else many}"
     held = sum(held_back_by_holm(r) for r in rows)
-    n_open = sum(bool(to_decide(r)) for r in rows) - held
+    open_ = [r for r in rows if to_decide(r) and not held_back_by_holm(r)]
+    n_tiny = sum(seeds_to_decide(r) > FEASIBLE_SEEDS for r in open_)
+    n_open = len(open_) - n_tiny
     n_fragile = sum(holds_across_seeds(r) is False for r in rows)
     n_late = sum(str(r["verdict"]).endswith(NOT_CONVERGED) for r in rows)
     seeds = [f"for the {count(n_open, 'open claim', 'open claims')}, each verdict above says how many" if n_open else "",
@@ -640,6 +644,9 @@ def seeds_wanted(rows: Sequence[Mapping[str, object]]) -> str:
              "them to hold over the seed means alone" if n_fragile else ""]
     seeds = "; ".join(part for part in seeds if part)
     return ((f"More seeds: {seeds}. " if seeds else "")
+            + (f"The {count(n_tiny, 'open claim differs', 'open claims differ')} by less than any feasible number of "
+               f"seeds (up to {FEASIBLE_SEEDS}) could resolve, were the measured difference the true one; more "
+               "queries would at least bound how small it is. " if n_tiny else "")
             + (f"The {count(held, 'claim', 'claims')} only the Holm correction holds back would need a narrower CI "
                "(more seeds or queries) to clear the correction. " if held else "")
             + (f"Longer runs: the {count(n_late, 'claim', 'claims')} not judged compare{'s' * (n_late == 1)} a run far "
@@ -667,7 +674,7 @@ def to_decide(row: Mapping[str, object]) -> str:
         return (f"; its own CI lies {side} {bar}, but not after Holm (Holm-adjusted p = {row['p_holm']:.3f}): "
                 f"it leans {'against' if against else 'towards'} the claim")
     way = " (against the claim)" if against else ""
-    return (f"; deciding it{way} would take about {n} seed{'s' * (n != 1)} at this effect size" if n <= 30 else
+    return (f"; deciding it{way} would take about {n} seed{'s' * (n != 1)} at this effect size" if n <= FEASIBLE_SEEDS else
             f"; no feasible number of seeds would decide an effect this small (about {n})")
 
 

@@ -447,7 +447,8 @@ def test_claim_lines_put_a_claims_domains_side_by_side():
 def test_an_answer_sentence_and_its_seed_clause_follow_the_verdicts():
     """A reproduced row reads its "holds" sentence with its numbers; a contradicted one whose seed means
     straddle 0 adds that a rerun could flip it; the seed clause counts one open claim (1 point at
-    [-1, +3] on 3 seeds: 12 seeds) and one decided claim that could flip, and is empty when neither."""
+    [-1, +3] on 3 seeds: 12 seeds) and one decided claim that could flip, and is empty when neither; an
+    open claim no feasible number of seeds would decide is not sent to more seeds."""
     from lbr_utils.stats import seeds_wanted, verdict_sentence
 
     up = {"a": "A", "b": "B", "verdict": "reproduced", "ours": 2.0, "ci_low": 0.5, "ci_high": 3.5, "seeds": 3,
@@ -463,3 +464,9 @@ def test_an_answer_sentence_and_its_seed_clause_follow_the_verdicts():
                                                "the 1 decided verdict that could flip needs them to hold over the "
                                                "seed means alone. ")
     assert seeds_wanted([up]) == ""
+    # 0.1 points at [-1.9, +2.1] on 3 seeds would take 1200: no feasible number, so no "more seeds" for it
+    tiny = dict(open_, ours=0.1, ci_low=-1.9, ci_high=2.1)
+    assert seeds_wanted([up, tiny]) == ("The 1 open claim differs by less than any feasible number of seeds (up to "
+                                        "30) could resolve, were the measured difference the true one; more queries "
+                                        "would at least bound how small it is. ")
+    assert seeds_wanted([open_, tiny]).startswith("More seeds: for the 1 open claim,")
