@@ -103,7 +103,8 @@ def test_the_full_passage_is_the_ceiling_of_a_compressor_trained_on_all_modes():
     """A model trained on every reading mode of a few passages rewrites a memorised passage exactly
     when it reads it in full: the ceiling that the compressed and truncated readings are judged under.
     The passages share their opening, longer than the truncation budget, so the first k tokens cannot
-    tell which memorised tail to write (a test on passages that differ early could not fail)."""
+    tell which memorised tail to write (a test on passages that differ early could not fail). The
+    compressed reading, at the same budget, must write it too."""
     model, tok = build_tiny()
     opening = "Disorders of the heart and the lung,"  # 17 tokens of the tiny tokenizer; a passage is at most 32
     tails = ["seen in old men", "caused by a virus", "after long surgery"]
@@ -116,6 +117,11 @@ def test_the_full_passage_is_the_ceiling_of_a_compressor_trained_on_all_modes():
     full = evaluate_reading(model, tok, examples, "full", 1.0, cfg)
     truncated = evaluate_reading(model, tok, examples, "truncated", 4.0, cfg)
     assert full["token_accuracy"] > 90 and full["token_accuracy"] > truncated["token_accuracy"] + 5
+    # the positive control for chapter 6's verdict: the compressed reading's path (bottleneck tokens that
+    # the target reads, the passage masked) can carry a memorised passage's tail past the truncation
+    # budget, so a compressor that does not beat truncation is the training's finding, not a broken path
+    compressed = evaluate_reading(model, tok, examples, "compressed", 4.0, cfg)
+    assert compressed["token_accuracy"] > 90 and compressed["token_accuracy"] > truncated["token_accuracy"] + 5
     # what was written is kept with its per-example ROUGE-L, so a low score can be read
     assert len(full["hypotheses"]) == len(full["ROUGE-L per example"]) == len(examples)
     assert np.mean(full["ROUGE-L per example"]) == pytest.approx(full["ROUGE-L"])
