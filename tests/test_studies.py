@@ -1061,7 +1061,7 @@ def test_chapter_3s_answer_follows_its_verdicts():
     judged = survey_claims(tables)
     answer, leaves_out, decide = answer_lines(judged, tables)
     assert f"At the base recipe's compute, it helps ({HARD + EQUAL_COMPUTE} minus {BASE}: +5.0 [" in answer
-    assert f"pays off when the vector is cut (Matryoshka minus {BASE}: +15.0 [" in answer
+    assert f"pays off when the vector is cut to 36 dims (Matryoshka minus {BASE}: +15.0 [" in answer
     assert judged.set_index("b").loc["t=0.02"].verdict == "inconclusive"  # random scores: +1.3 [-5.0, +7.4]
     assert f"Between t = 0.05 and 0.02 the runs do not decide ({BASE} minus t=0.02: +1.3 [" in answer
     assert "More seeds: for the " in decide and "than the 40 each run is scored on" in decide
