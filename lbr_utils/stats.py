@@ -561,8 +561,13 @@ def verdict_counts(families: Mapping[str, pd.DataFrame]) -> str:
 
 
 def signed(x: float, digits: int = 1) -> str:
-    """``x`` with its sign, never "-0.0": a bound that rounds to zero from below prints as +0.0."""
-    return f"{round(float(x), digits) + 0.0:+.{digits}f}"
+    """``x`` with its sign, never "-0.0" or a "+0.0" that hides which side of 0 it is on: a non-zero
+    value that rounds to zero gets the digits (up to three more) that show its sign, so a CI printed
+    [-0.03, +2.4] is visibly inconclusive."""
+    x = float(x)
+    while x and round(x, digits) == 0 and digits < 4:
+        digits += 1
+    return f"{round(x, digits) + 0.0:+.{digits}f}"
 
 
 def interval(row: Mapping[str, object], digits: int = 1) -> str:

@@ -429,11 +429,12 @@ def test_a_claim_only_holm_holds_back_says_which_way_it_leans_not_how_many_seeds
     assert to_decide(dict(wide, ours=3.5, ci_low=-1.0, ci_high=8.0)).startswith("; deciding it would take about")
 
 
-def test_a_bound_that_rounds_to_zero_prints_as_plus_zero():
+def test_a_bound_that_rounds_to_zero_prints_the_digits_that_show_its_side():
     from lbr_utils.stats import interval, signed
 
-    assert signed(-0.04) == "+0.0" and signed(-0.06) == "-0.1" and signed(2.345, 2) == "+2.35"
-    assert interval({"ours": -1.8, "ci_low": -3.6, "ci_high": -0.01}) == "-1.8 [-3.6, +0.0]"
+    assert signed(-0.04) == "-0.04" and signed(-0.06) == "-0.1" and signed(2.345, 2) == "+2.35"
+    assert signed(0.0) == "+0.0" and signed(0.004) == "+0.004" and signed(1e-9) == "+0.0000"
+    assert interval({"ours": -1.8, "ci_low": -3.6, "ci_high": -0.01}) == "-1.8 [-3.6, -0.01]"
 
 
 def test_claim_lines_put_a_claims_domains_side_by_side():

@@ -335,7 +335,9 @@ def summary_lines(tables: dict[str, pd.DataFrame]) -> list[str]:
                      "simply stopped gaining.")
     spread = checkpoint_spread(tables) if "steps" in retrieval else pd.DataFrame()
     if len(spread):
-        gap, dev = spread["eval, best"] - spread["eval, budget"], spread["dev, best"] - spread["dev, budget"]
+        # from the scores as printed beside them, so the gaps add up on the page
+        r = spread.round(1)
+        gap, dev = r["eval, best"] - r["eval, budget"], r["dev, best"] - r["dev, budget"]
         lines.append(f"- **How much the checkpoint matters.** The hard-negative run read at two of its dev points "
                      f"(steps {_pairs(spread['best step'], spread['budget step'])}, its best and its best within the "
                      f"base recipe's compute; dev {_pairs(spread['dev, best'], spread['dev, budget'], '{:.1f}')}) "
